@@ -1,0 +1,43 @@
+# Tenantry. The two set-up commands in the README are `make demo` and `make test`.
+SHELL := /bin/bash
+STATE ?= $(CURDIR)/.tenantry
+export TENANTRY_STATE := $(STATE)
+# kubectl of the control plane's own version comes first on PATH once the cluster is up.
+export PATH := $(STATE)/bin:$(PATH)
+
+.PHONY: build crds cluster-up cluster-down cluster-status test test-unit test-e2e lint demo controlplane
+
+build:
+	cargo build --locked
+
+crds:
+	cargo run --locked -q -- crd > crds/tenantry.io_tenantpolicies.yaml
+
+controlplane:
+	bash hack/controlplane/build.sh
+
+cluster-up:
+	@bash hack/cluster.sh up
+
+cluster-down:
+	@bash hack/cluster.sh down
+
+cluster-status:
+	@bash hack/cluster.sh status
+
+# Unit and end-to-end tests. Starts the control plane if it is not running, and stops what it started.
+test:
+	bash hack/test.sh
+
+test-unit:
+	cargo test --locked
+
+test-e2e:
+	cargo test --locked --features e2e --test e2e
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --locked --all-targets --features e2e -- -D warnings
+
+demo:
+	bash hack/demo.sh

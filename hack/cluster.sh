@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# A real Kubernetes control plane on loopback: etcd + kube-apiserver + kube-controller-manager.
+#
+#   hack/cluster.sh up      idempotent; builds (cached) and starts the three, waits for /readyz,
+#                           writes the admin kubeconfig and prints its path
+#   hack/cluster.sh down    stops exactly the processes `up` started (by PID) and removes the state
+#   hack/cluster.sh status  exit 0 when all three run and the API server is ready
+#
+# State lives in $TENANTRY_STATE (default .tenantry/ in the repository, git-ignored). No kubelet
+# runs: pods are admitted and stored but never started.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+state=${TENANTRY_STATE:-$repo/.tenantry}
+pki=$state/pki
+logs=$state/logs
+components=(etcd kube-apiserver kube-controller-manager)
+
+log() { echo "[cluster] $*" >&2; }
+
+pid_of() { cat "$state/$1.pid" 2>/dev/null || true; }
+alive() { local pid; pid=$(pid_of "$1"); [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
+
+# A process that died is reported with the end of its log, never silently ignored.
+report_death() {
+  log "$1 is not running (pid $(pid_of "$1")); last lines of $logs/$1.log:"
+  tail -n 30 "$logs/$1.log" >&2 || true
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+api_ready() {
+  local port
+  port=$(cat "$state/apiserver.port" 2>/dev/null) || return 1
+  curl -sf --max-time 2 --cacert "$pki/ca.crt" "https://127.0.0.1:$port/readyz" >/dev/null 2>&1
+}
+
+all_running() {
+  for c in "${components[@]}"; do alive "$c" || return 1; done
+  api_ready
+}
+
+# Polls a condition until it holds, failing early (with its log) if a component dies meanwhile.
+wait_for() { # <what> <seconds> <command...>
+  local what=$1 seconds=$2; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@"; do
+    for c in "${started[@]}"; do alive "$c" || { report_death "$c"; return 1; }; done
+    [ $SECONDS -lt $deadline ] || { log "timed out after ${seconds}s waiting for $what"; return 1; }
+    sleep 0.5
+  done
+}
+
+make_pki() {
+  mkdir -p "$pki"
+  [ -f "$pki/admin.crt" ] && return 0
+  log "creating certificates in $pki"
+  (
+    cd "$pki"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -keyout ca.key -out ca.crt \
+      -subj "/CN=tenantry-test-ca" 2>/dev/null
+    # Serving certificate for the API server on loopback.
+    openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr \
+      -subj "/CN=kube-apiserver" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n' > apiserver.ext
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile apiserver.ext -out apiserver.crt 2>/dev/null
+    # Client certificates: a cluster admin, and the controller manager's own identity (bound by
+    # the bootstrap RBAC role system:kube-controller-manager).
+    client_cert() { # <file> <CN> [O]
+      local subj="/CN=$2"; [ -z "${3:-}" ] || subj="/O=$3$subj"
+      openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$subj" 2>/dev/null
+      printf 'extendedKeyUsage=clientAuth\n' > client.ext
+      openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+        -extfile client.ext -out "$1.crt" 2>/dev/null
+    }
+    client_cert kube-controller-manager system:kube-controller-manager
+    client_cert admin tenantry-admin system:masters
+    # Service-account token signing keys.
+    openssl genrsa -out sa.key 2048 2>/dev/null
+    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+  )
+}
+
+write_kubeconfig() { # <file> <cert name> <port>
+  cat > "$1" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: tenantry-local
+  cluster:
+    server: https://127.0.0.1:$3
+    certificate-authority: $pki/ca.crt
+users:
+- name: $2
+  user:
+    client-certificate: $pki/$2.crt
+    client-key: $pki/$2.key
+contexts:
+- name: tenantry-local
+  context: {cluster: tenantry-local, user: $2}
+current-context: tenantry-local
+EOF
+}
+
+start() { # <name> <binary> <args...>
+  local name=$1 bin=$2; shift 2
+  nohup "$bin" "$@" >"$logs/$name.log" 2>&1 &
+  echo $! > "$state/$name.pid"
+  started+=("$name")
+}
+
+up() {
+  if all_running; then
+    log "already running"
+    echo "$state/kubeconfig"
+    return 0
+  fi
+  # Something is half up (or left over from a crash): start clean rather than guess.
+  down quiet
+  local bin
+  bin=$(bash "$repo/hack/controlplane/build.sh")
+  mkdir -p "$state" "$logs"
+  make_pki
+
+  local etcd_port etcd_peer api_port kcm_port
+  etcd_port=$(free_port); etcd_peer=$(free_port); api_port=$(free_port); kcm_port=$(free_port)
+  echo "$api_port" > "$state/apiserver.port"
+  started=()
+
+  log "starting etcd on 127.0.0.1:$etcd_port"
+  # --unsafe-no-fsync: this cluster is disposable; fsync would make tests and benchmarks disk-bound.
+  start etcd "$bin/etcd" --name tenantry --data-dir "$state/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
+    --initial-cluster "tenantry=http://127.0.0.1:$etcd_peer" --unsafe-no-fsync \
+    --quota-backend-bytes 8589934592 --listen-metrics-urls "" --log-level warn
+  wait_for "etcd health" 60 curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$etcd_port/health"
+
+  log "starting kube-apiserver on https://127.0.0.1:$api_port"
+  # Default admission plugins are on (NamespaceLifecycle, LimitRanger, ServiceAccount,
+  # ResourceQuota, ValidatingAdmissionPolicy, ...); LimitRanger and ResourceQuota named for clarity.
+  start kube-apiserver "$bin/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --client-ca-file "$pki/ca.crt" \
+    --authorization-mode RBAC \
+    --enable-admission-plugins LimitRanger,ResourceQuota \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+    --service-cluster-ip-range 10.96.0.0/24 \
+    --endpoint-reconciler-type none \
+    --allow-privileged=true \
+    --max-requests-inflight 1000 --max-mutating-requests-inflight 500 \
+    --profiling=false
+  wait_for "kube-apiserver /readyz" 120 api_ready
+
+  write_kubeconfig "$state/kubeconfig" admin "$api_port"
+  ln -sfn "$bin" "$state/bin" # kubectl of the server's own version, for tests and users
+  write_kubeconfig "$state/kube-controller-manager.kubeconfig" kube-controller-manager "$api_port"
+
+  log "starting kube-controller-manager"
+  # --controllers=*: every default controller, among them the garbage collector, namespace
+  # deletion, resourcequota (status.used) and disruption (PDB status). Each runs under its own
+  # service account in kube-system, as in a real cluster.
+  start kube-controller-manager "$bin/kube-controller-manager" \
+    --kubeconfig "$state/kube-controller-manager.kubeconfig" \
+    --authentication-kubeconfig "$state/kube-controller-manager.kubeconfig" \
+    --authorization-kubeconfig "$state/kube-controller-manager.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$kcm_port" \
+    --controllers '*' --use-service-account-credentials \
+    --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
+    --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
+    --leader-elect=false \
+    --kube-api-qps 200 --kube-api-burst 400 \
+    --concurrent-gc-syncs 20 --concurrent-namespace-syncs 10 --concurrent-resource-quota-syncs 10
+  wait_for "kube-controller-manager /healthz" 60 \
+    curl -skf -o /dev/null --max-time 2 "https://127.0.0.1:$kcm_port/healthz"
+
+  # The controllers' service accounts exist once the controller manager has started them.
+  KUBECONFIG="$state/kubeconfig" wait_for "the default service account" 60 \
+    "$bin/kubectl" get serviceaccount default -n default -o name --request-timeout 5s >/dev/null 2>&1
+  log "control plane ready: Kubernetes $("$bin/kube-apiserver" --version | cut -d' ' -f2), etcd v$("$bin/etcd" --version | sed -n 's/^etcd Version: //p')"
+  echo "$state/kubeconfig"
+}
+
+down() {
+  local quiet=${1:-}
+  for c in kube-controller-manager kube-apiserver etcd; do
+    local pid; pid=$(pid_of "$c")
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+      [ -n "$quiet" ] || log "stopped $c (pid $pid)"
+    fi
+  done
+  rm -rf "$state"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status)
+    ok=0
+    for c in "${components[@]}"; do
+      if alive "$c"; then echo "$c: running (pid $(pid_of "$c"))"; else echo "$c: not running"; ok=1; fi
+    done
+    api_ready && echo "kube-apiserver: ready" || { echo "kube-apiserver: not ready"; ok=1; }
+    exit $ok ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# `make test`: unit tests, then end-to-end tests against the real local control plane. Starts the
+# control plane when it is not already running and stops it again only in that case.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+export TENANTRY_STATE=${TENANTRY_STATE:-$repo/.tenantry}
+
+started_here=""
+if ! bash hack/cluster.sh status >/dev/null 2>&1; then
+  started_here=yes
+  trap 'bash hack/cluster.sh down' EXIT
+fi
+# Build the control plane (cached) and the tests while nothing else competes for the two cores.
+kubeconfig=$(bash hack/cluster.sh up)
+export KUBECONFIG=$kubeconfig TENANTRY_KUBECONFIG=$kubeconfig
+export PATH=$TENANTRY_STATE/bin:$PATH
+
+echo "== unit tests"
+cargo test --locked
+echo "== end-to-end tests against $(kubectl version -o json | python3 -c 'import json,sys; print("Kubernetes", json.load(sys.stdin)["serverVersion"]["gitVersion"])') at $kubeconfig"
+cargo test --locked --features e2e --test e2e
+[ -z "$started_here" ] || echo "== stopping the control plane this run started"
