@@ -1,0 +1,3 @@
+//! End-to-end tests against the real local control plane (`make test` starts it).
+mod harness;
+mod smoke;
