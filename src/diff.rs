@@ -1,0 +1,466 @@
+//! Desired against live: the writes that make a policy's objects exactly as declared, and nothing
+//! when they already are. Pure.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use serde_json::{Map, Value, json};
+
+use crate::api::{DeletionPolicy, MANAGED_BY_LABEL, POLICY_LABEL};
+use crate::resources::{Desired, Live, ObjectKey, Owner, managed_labels};
+
+/// Why an existing object is being rewritten although the policy did not change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Drift {
+    /// The field manager that last wrote the object, when managedFields tell.
+    pub changed_by: Option<String>,
+    pub deleted: bool,
+}
+
+/// One write.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// The object does not exist (as far as the cache knows): create it, failing if it does.
+    Create {
+        desired: Desired,
+        drift: Option<Drift>,
+    },
+    /// Server-side apply, on the condition that the object is still the one seen (its uid).
+    Apply {
+        desired: Desired,
+        uid: String,
+        drift: Option<Drift>,
+    },
+    /// Live holds fields, or owner references, that apply cannot remove: a JSON merge patch on
+    /// the condition that the object is unchanged since seen (its resourceVersion).
+    Replace {
+        desired: Desired,
+        patch: Value,
+        drift: Option<Drift>,
+    },
+    /// No longer wanted, deletionPolicy Delete.
+    Delete { live: Live },
+    /// No longer wanted, deletionPolicy Retain: Tenantry's labels and ownerReference removed.
+    Release { live: Live, patch: Value },
+}
+
+impl Action {
+    pub fn key(&self) -> &ObjectKey {
+        match self {
+            Action::Create { desired, .. }
+            | Action::Apply { desired, .. }
+            | Action::Replace { desired, .. } => &desired.key,
+            Action::Delete { live } | Action::Release { live, .. } => &live.key,
+        }
+    }
+
+    pub fn drift(&self) -> Option<&Drift> {
+        match self {
+            Action::Create { drift, .. }
+            | Action::Apply { drift, .. }
+            | Action::Replace { drift, .. } => drift.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// The plan for one policy.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    pub actions: Vec<Action>,
+    /// Desired objects already exactly as declared.
+    pub converged: Vec<ObjectKey>,
+    /// Desired objects that are being deleted by someone else: wait for them to go.
+    pub waiting: Vec<ObjectKey>,
+}
+
+/// Computes the writes for `owner`.
+///
+/// `live` holds the Tenantry-managed objects the cache has for this policy and at the desired
+/// keys; `handed_over` are keys the winning policy wants under the same name (left for it to
+/// adopt); `known_converged` are keys seen converged at this generation, so a change to them is
+/// drift.
+pub fn plan(
+    owner: &Owner,
+    desired: &[Desired],
+    live: &[Live],
+    handed_over: &BTreeSet<ObjectKey>,
+    deletion_policy: DeletionPolicy,
+    known_converged: &HashSet<ObjectKey>,
+) -> Plan {
+    let live_by_key: HashMap<&ObjectKey, &Live> = live.iter().map(|l| (&l.key, l)).collect();
+    let mut plan = Plan::default();
+    for d in desired {
+        let drift = |l: Option<&Live>| {
+            let changed_by = l.and_then(|l| l.foreign_manager.clone());
+            (known_converged.contains(&d.key) || changed_by.is_some()).then(|| Drift {
+                changed_by,
+                deleted: l.is_none(),
+            })
+        };
+        match live_by_key.get(&d.key) {
+            None => plan.actions.push(Action::Create {
+                desired: d.clone(),
+                drift: drift(None),
+            }),
+            Some(l) if l.deleting => plan.waiting.push(d.key.clone()),
+            Some(l) => match compare(d, l, owner) {
+                Comparison::Converged => plan.converged.push(d.key.clone()),
+                Comparison::NeedsApply => plan.actions.push(Action::Apply {
+                    desired: d.clone(),
+                    uid: l.uid.clone(),
+                    drift: drift(Some(l)),
+                }),
+                Comparison::NeedsReplace => plan.actions.push(Action::Replace {
+                    desired: d.clone(),
+                    patch: replace_patch(d, l, owner),
+                    drift: drift(Some(l)),
+                }),
+            },
+        }
+    }
+    let wanted: HashSet<&ObjectKey> = desired.iter().map(|d| &d.key).collect();
+    for l in live {
+        if l.is_owned_by(owner)
+            && !l.deleting
+            && !wanted.contains(&l.key)
+            && !handed_over.contains(&l.key)
+        {
+            plan.actions.push(match deletion_policy {
+                DeletionPolicy::Delete => Action::Delete { live: l.clone() },
+                DeletionPolicy::Retain => Action::Release {
+                    live: l.clone(),
+                    patch: release_patch(l, owner),
+                },
+            });
+        }
+    }
+    plan
+}
+
+/// Every object this policy owns released (Retain) or left to garbage collection (Delete), for
+/// the policy's deletion.
+pub fn release_all(owner: &Owner, live: &[Live]) -> Vec<Action> {
+    live.iter()
+        .filter(|l| l.is_owned_by(owner) && !l.deleting)
+        .map(|l| Action::Release {
+            live: l.clone(),
+            patch: release_patch(l, owner),
+        })
+        .collect()
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Comparison {
+    Converged,
+    NeedsApply,
+    NeedsReplace,
+}
+
+fn compare(d: &Desired, l: &Live, owner: &Owner) -> Comparison {
+    let kind = d.key.kind;
+    let want = kind.normalize(&d.spec);
+    let have = kind.normalize(&l.spec);
+    let labels_ok = managed_labels(&owner.name)
+        .iter()
+        .all(|(k, v)| l.labels.get(k) == Some(v));
+    let ours = l
+        .owner_references
+        .iter()
+        .any(|r| r.controller == Some(true) && r.uid == owner.uid);
+    let other_controller = l
+        .owner_references
+        .iter()
+        .any(|r| r.controller == Some(true) && r.uid != owner.uid);
+    if want == have && labels_ok && ours && !other_controller {
+        Comparison::Converged
+    } else if other_controller || has_fields_beyond(&have, &want) {
+        Comparison::NeedsReplace
+    } else {
+        Comparison::NeedsApply
+    }
+}
+
+/// True when `live` holds an object field that `desired` does not (lists count as one value).
+fn has_fields_beyond(live: &Value, desired: &Value) -> bool {
+    match (live, desired) {
+        (Value::Object(l), Value::Object(d)) => l
+            .iter()
+            .any(|(k, lv)| d.get(k).is_none_or(|dv| has_fields_beyond(lv, dv))),
+        _ => false,
+    }
+}
+
+/// RFC 7386 merge patch turning `from` into `to`.
+pub fn merge_patch(from: &Value, to: &Value) -> Value {
+    match (from, to) {
+        (Value::Object(f), Value::Object(t)) => {
+            let mut patch = Map::new();
+            for k in f.keys().filter(|k| !t.contains_key(*k)) {
+                patch.insert(k.clone(), Value::Null);
+            }
+            for (k, tv) in t {
+                match f.get(k) {
+                    Some(fv) if fv == tv => {}
+                    Some(fv @ Value::Object(_)) if tv.is_object() => {
+                        patch.insert(k.clone(), merge_patch(fv, tv));
+                    }
+                    _ => {
+                        patch.insert(k.clone(), tv.clone());
+                    }
+                }
+            }
+            Value::Object(patch)
+        }
+        _ => to.clone(),
+    }
+}
+
+fn replace_patch(d: &Desired, l: &Live, owner: &Owner) -> Value {
+    let mut references: Vec<Value> = l
+        .owner_references
+        .iter()
+        .filter(|r| r.controller != Some(true))
+        .map(|r| serde_json::to_value(r).expect("serializes"))
+        .collect();
+    references.push(serde_json::to_value(owner.owner_reference()).expect("serializes"));
+    json!({
+        "metadata": {
+            "resourceVersion": l.resource_version,
+            "labels": managed_labels(&owner.name),
+            "ownerReferences": references,
+        },
+        "spec": merge_patch(&l.spec, &d.spec),
+    })
+}
+
+fn release_patch(l: &Live, owner: &Owner) -> Value {
+    let references: Vec<Value> = l
+        .owner_references
+        .iter()
+        .filter(|r| r.uid != owner.uid)
+        .map(|r| serde_json::to_value(r).expect("serializes"))
+        .collect();
+    json!({
+        "metadata": {
+            "resourceVersion": l.resource_version,
+            "labels": {MANAGED_BY_LABEL: null, POLICY_LABEL: null},
+            "ownerReferences": references,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::Kind;
+
+    fn owner() -> Owner {
+        Owner {
+            name: "team".into(),
+            uid: "uid-1".into(),
+        }
+    }
+
+    fn key(ns: &str) -> ObjectKey {
+        ObjectKey {
+            kind: Kind::ResourceQuota,
+            namespace: ns.into(),
+            name: "compute".into(),
+        }
+    }
+
+    fn desired(ns: &str, hard: Value) -> Desired {
+        Desired {
+            key: key(ns),
+            spec: json!({"hard": hard}),
+        }
+    }
+
+    fn live(ns: &str, hard: Value, owner: &Owner) -> Live {
+        Live {
+            key: key(ns),
+            uid: format!("live-{ns}"),
+            resource_version: "7".into(),
+            labels: managed_labels(&owner.name),
+            owner_references: vec![owner.owner_reference()],
+            spec: json!({"hard": hard}),
+            foreign_manager: None,
+            deleting: false,
+        }
+    }
+
+    fn run(desired: &[Desired], live: &[Live]) -> Plan {
+        plan(
+            &owner(),
+            desired,
+            live,
+            &BTreeSet::new(),
+            DeletionPolicy::Delete,
+            &HashSet::new(),
+        )
+    }
+
+    #[test]
+    fn semantically_equal_objects_need_no_write() {
+        let p = run(
+            &[desired("a", json!({"cpu": "1", "memory": "1Gi"}))],
+            &[live(
+                "a",
+                json!({"cpu": "1000m", "memory": "1024Mi"}),
+                &owner(),
+            )],
+        );
+        assert!(p.actions.is_empty(), "{p:?}");
+        assert_eq!(p.converged, vec![key("a")]);
+    }
+
+    #[test]
+    fn missing_objects_are_created_changed_ones_applied_with_their_uid() {
+        let p = run(
+            &[
+                desired("a", json!({"cpu": "1"})),
+                desired("b", json!({"cpu": "2"})),
+            ],
+            &[live("b", json!({"cpu": "3"}), &owner())],
+        );
+        assert!(
+            matches!(&p.actions[0], Action::Create { desired, drift: None } if desired.key == key("a"))
+        );
+        assert!(matches!(&p.actions[1], Action::Apply { uid, .. } if uid == "live-b"));
+    }
+
+    #[test]
+    fn extra_fields_are_removed_by_a_guarded_merge_patch() {
+        let p = run(
+            &[desired("a", json!({"cpu": "1"}))],
+            &[live("a", json!({"cpu": "1", "pods": "5"}), &owner())],
+        );
+        let Action::Replace { patch, .. } = &p.actions[0] else {
+            panic!("{p:?}")
+        };
+        assert_eq!(patch["spec"], json!({"hard": {"pods": null}}));
+        assert_eq!(patch["metadata"]["resourceVersion"], json!("7"));
+    }
+
+    #[test]
+    fn objects_of_another_policy_are_adopted_with_its_controller_reference_replaced() {
+        let other = Owner {
+            name: "old".into(),
+            uid: "uid-old".into(),
+        };
+        let p = run(
+            &[desired("a", json!({"cpu": "1"}))],
+            &[live("a", json!({"cpu": "1"}), &other)],
+        );
+        let Action::Replace { patch, .. } = &p.actions[0] else {
+            panic!("{p:?}")
+        };
+        assert_eq!(
+            patch["metadata"]["ownerReferences"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            patch["metadata"]["ownerReferences"][0]["uid"],
+            json!("uid-1")
+        );
+        assert_eq!(patch["metadata"]["labels"][POLICY_LABEL], json!("team"));
+    }
+
+    #[test]
+    fn unwanted_objects_follow_the_deletion_policy_and_handed_over_ones_stay() {
+        let stale = live("gone", json!({"cpu": "1"}), &owner());
+        let p = run(&[], std::slice::from_ref(&stale));
+        assert!(matches!(&p.actions[..], [Action::Delete { .. }]));
+
+        let retained = plan(
+            &owner(),
+            &[],
+            std::slice::from_ref(&stale),
+            &BTreeSet::new(),
+            DeletionPolicy::Retain,
+            &HashSet::new(),
+        );
+        let [Action::Release { patch, .. }] = &retained.actions[..] else {
+            panic!("{retained:?}")
+        };
+        assert_eq!(
+            patch["metadata"]["labels"],
+            json!({MANAGED_BY_LABEL: null, POLICY_LABEL: null})
+        );
+        assert_eq!(patch["metadata"]["ownerReferences"], json!([]));
+
+        let handed = plan(
+            &owner(),
+            &[],
+            &[stale],
+            &BTreeSet::from([key("gone")]),
+            DeletionPolicy::Delete,
+            &HashSet::new(),
+        );
+        assert!(handed.actions.is_empty());
+    }
+
+    #[test]
+    fn objects_of_other_policies_are_never_pruned() {
+        let other = Owner {
+            name: "other".into(),
+            uid: "uid-2".into(),
+        };
+        assert!(run(&[], &[live("x", json!({}), &other)]).actions.is_empty());
+    }
+
+    #[test]
+    fn changes_to_converged_objects_are_drift_naming_the_manager() {
+        let mut edited = live("a", json!({"cpu": "9"}), &owner());
+        edited.foreign_manager = Some("kubectl-edit".into());
+        let p = run(
+            &[
+                desired("a", json!({"cpu": "1"})),
+                desired("b", json!({"cpu": "1"})),
+            ],
+            &[edited],
+        );
+        assert_eq!(
+            p.actions[0].drift(),
+            Some(&Drift {
+                changed_by: Some("kubectl-edit".into()),
+                deleted: false
+            })
+        );
+        assert_eq!(
+            p.actions[1].drift(),
+            None,
+            "never seen converged: a first creation"
+        );
+
+        let known = HashSet::from([key("b")]);
+        let p = plan(
+            &owner(),
+            &[desired("b", json!({"cpu": "1"}))],
+            &[],
+            &BTreeSet::new(),
+            DeletionPolicy::Delete,
+            &known,
+        );
+        assert_eq!(
+            p.actions[0].drift(),
+            Some(&Drift {
+                changed_by: None,
+                deleted: true
+            })
+        );
+    }
+
+    #[test]
+    fn merge_patch_round_trips() {
+        let from = json!({"a": 1, "b": {"c": 2, "d": 3}, "e": [1]});
+        let to = json!({"b": {"c": 2, "d": 4}, "e": [2], "f": "x"});
+        assert_eq!(
+            merge_patch(&from, &to),
+            json!({"a": null, "b": {"d": 4}, "e": [2], "f": "x"})
+        );
+    }
+}

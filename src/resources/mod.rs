@@ -1,0 +1,313 @@
+//! The managed kinds: building desired objects from a policy (pure), and a uniform view of live
+//! objects from the caches, both as JSON so one diff serves every kind.
+
+pub mod limit_range;
+pub mod pdb;
+pub mod resource_quota;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
+use serde_json::{Value, json};
+
+use crate::api::{
+    FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, POLICY_LABEL, TenantPolicySpec,
+};
+
+/// A kind of namespaced object a policy governs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    LimitRange,
+    ResourceQuota,
+    PodDisruptionBudget,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 3] = [
+        Kind::LimitRange,
+        Kind::ResourceQuota,
+        Kind::PodDisruptionBudget,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::LimitRange => "LimitRange",
+            Kind::ResourceQuota => "ResourceQuota",
+            Kind::PodDisruptionBudget => "PodDisruptionBudget",
+        }
+    }
+
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Kind::LimitRange | Kind::ResourceQuota => "v1",
+            Kind::PodDisruptionBudget => "policy/v1",
+        }
+    }
+
+    /// The spec field of a TenantPolicy that declares this kind.
+    pub fn policy_field(self) -> &'static str {
+        match self {
+            Kind::LimitRange => "limitRanges",
+            Kind::ResourceQuota => "resourceQuotas",
+            Kind::PodDisruptionBudget => "podDisruptionBudgets",
+        }
+    }
+
+    /// Whether a policy sets this kind at all (and so competes for it where it selects).
+    pub fn is_set_by(self, spec: &TenantPolicySpec) -> bool {
+        match self {
+            Kind::LimitRange => !spec.limit_ranges.is_empty(),
+            Kind::ResourceQuota => !spec.resource_quotas.is_empty(),
+            Kind::PodDisruptionBudget => !spec.pod_disruption_budgets.is_empty(),
+        }
+    }
+
+    /// The specs this policy wants of this kind in each namespace it wins it, by object name.
+    pub fn build(self, spec: &TenantPolicySpec) -> Vec<(String, Value)> {
+        match self {
+            Kind::LimitRange => spec
+                .limit_ranges
+                .iter()
+                .map(|t| (t.name.clone(), limit_range::build(t)))
+                .collect(),
+            Kind::ResourceQuota => spec
+                .resource_quotas
+                .iter()
+                .map(|t| (t.name.clone(), resource_quota::build(t)))
+                .collect(),
+            Kind::PodDisruptionBudget => spec
+                .pod_disruption_budgets
+                .iter()
+                .map(|t| (t.name.clone(), pdb::build(t)))
+                .collect(),
+        }
+    }
+
+    /// The spec in a spelling-independent form, for comparing desired with live.
+    pub fn normalize(self, spec: &Value) -> Value {
+        match self {
+            Kind::LimitRange => limit_range::normalize(spec),
+            Kind::ResourceQuota => resource_quota::normalize(spec),
+            Kind::PodDisruptionBudget => spec.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Identifies one managed object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.namespace, self.kind, self.name)
+    }
+}
+
+/// The policy that owns what it builds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub name: String,
+    pub uid: String,
+}
+
+impl Owner {
+    pub fn owner_reference(&self) -> OwnerReference {
+        OwnerReference {
+            api_version: "tenantry.io/v1alpha1".into(),
+            kind: "TenantPolicy".into(),
+            name: self.name.clone(),
+            uid: self.uid.clone(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }
+    }
+}
+
+/// An object as the winning policy wants it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    pub key: ObjectKey,
+    pub spec: Value,
+}
+
+impl Desired {
+    /// The whole object to send: Tenantry's labels and controller ownerReference, and the spec.
+    pub fn to_object(&self, owner: &Owner) -> Value {
+        json!({
+            "apiVersion": self.key.kind.api_version(),
+            "kind": self.key.kind.as_str(),
+            "metadata": {
+                "name": self.key.name,
+                "namespace": self.key.namespace,
+                "labels": managed_labels(&owner.name),
+                "ownerReferences": [owner.owner_reference()],
+            },
+            "spec": self.spec,
+        })
+    }
+}
+
+pub fn managed_labels(policy: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned()),
+        (POLICY_LABEL.to_owned(), policy.to_owned()),
+    ])
+}
+
+/// A managed object as the cache holds it: what the diff needs, nothing more.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Live {
+    pub key: ObjectKey,
+    pub uid: String,
+    pub resource_version: String,
+    pub labels: BTreeMap<String, String>,
+    pub owner_references: Vec<OwnerReference>,
+    pub spec: Value,
+    /// The manager other than Tenantry that last wrote the spec, when managedFields tell.
+    pub foreign_manager: Option<String>,
+    pub deleting: bool,
+}
+
+impl Live {
+    pub fn policy(&self) -> Option<&str> {
+        self.labels.get(POLICY_LABEL).map(String::as_str)
+    }
+
+    /// Carries Tenantry's managed-by label (whichever policy).
+    pub fn is_tenantry_managed(&self) -> bool {
+        self.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+    }
+
+    /// Labelled for this policy and controlled by this very policy object (same uid).
+    pub fn is_owned_by(&self, owner: &Owner) -> bool {
+        self.is_tenantry_managed()
+            && self.policy() == Some(owner.name.as_str())
+            && self
+                .owner_references
+                .iter()
+                .any(|r| r.controller == Some(true) && r.uid == owner.uid)
+    }
+}
+
+/// A typed object the caches hold, seen uniformly.
+pub trait ManagedResource:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + fmt::Debug
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    const KIND: Kind;
+    fn spec_value(&self) -> Value;
+    /// Drops what the controller never reads (status, most of managedFields) to keep caches small.
+    fn strip(&mut self);
+}
+
+macro_rules! managed_resource {
+    ($ty:ty, $kind:expr, $($status:ident)?) => {
+        impl ManagedResource for $ty {
+            const KIND: Kind = $kind;
+            fn spec_value(&self) -> Value {
+                self.spec.as_ref().map(|s| serde_json::to_value(s).expect("spec serializes")).unwrap_or(Value::Null)
+            }
+            fn strip(&mut self) {
+                $(self.$status = None;)?
+                strip_metadata(&mut self.metadata);
+            }
+        }
+    };
+}
+managed_resource!(LimitRange, Kind::LimitRange,);
+managed_resource!(ResourceQuota, Kind::ResourceQuota, status);
+managed_resource!(PodDisruptionBudget, Kind::PodDisruptionBudget, status);
+
+/// Keeps, of managedFields, only the newest spec writer that is not Tenantry (as a bare entry
+/// naming the manager), so drift Events can name who changed an object.
+pub fn strip_metadata(meta: &mut ObjectMeta) {
+    let foreign = meta
+        .managed_fields
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            e.subresource.as_deref().unwrap_or("").is_empty()
+                && e.manager.as_deref() != Some(FIELD_MANAGER)
+        })
+        .max_by(|a, b| {
+            a.time
+                .as_ref()
+                .map(|t| t.0)
+                .cmp(&b.time.as_ref().map(|t| t.0))
+        });
+    meta.managed_fields = foreign.map(|e| {
+        vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+                manager: e.manager,
+                ..Default::default()
+            },
+        ]
+    });
+    meta.annotations = None;
+}
+
+/// The uniform view of a cached object.
+pub fn live_of<K: ManagedResource>(object: &K) -> Live {
+    let meta = object.meta();
+    Live {
+        key: ObjectKey {
+            kind: K::KIND,
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+        },
+        uid: meta.uid.clone().unwrap_or_default(),
+        resource_version: meta.resource_version.clone().unwrap_or_default(),
+        labels: meta.labels.clone().unwrap_or_default(),
+        owner_references: meta.owner_references.clone().unwrap_or_default(),
+        spec: object.spec_value(),
+        foreign_manager: meta
+            .managed_fields
+            .as_ref()
+            .and_then(|m| m.first())
+            .and_then(|e| e.manager.clone()),
+        deleting: meta.deletion_timestamp.is_some(),
+    }
+}
+
+/// Replaces every quantity string in a map of resource name -> quantity with its canonical form.
+pub(crate) fn normalize_quantity_map(map: &Value) -> Value {
+    match map {
+        Value::Object(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    let canonical = match v {
+                        Value::String(s) => Value::String(crate::quantity::canonical(s)),
+                        Value::Number(n) => {
+                            Value::String(crate::quantity::canonical(&n.to_string()))
+                        }
+                        other => other.clone(),
+                    };
+                    (k.clone(), canonical)
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}

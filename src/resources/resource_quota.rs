@@ -1,0 +1,57 @@
+//! ResourceQuota: `hard`, `scopes` and `scopeSelector` as declared.
+
+use serde_json::{Map, Value};
+
+use super::normalize_quantity_map;
+use crate::api::ResourceQuotaTemplate;
+
+pub fn build(template: &ResourceQuotaTemplate) -> Value {
+    let mut spec = Map::new();
+    spec.insert(
+        "hard".into(),
+        serde_json::to_value(&template.hard).expect("hard serializes"),
+    );
+    if !template.scopes.is_empty() {
+        spec.insert(
+            "scopes".into(),
+            serde_json::to_value(&template.scopes).expect("scopes serialize"),
+        );
+    }
+    if let Some(selector) = &template.scope_selector {
+        spec.insert(
+            "scopeSelector".into(),
+            serde_json::to_value(selector).expect("selector serializes"),
+        );
+    }
+    Value::Object(spec)
+}
+
+/// Quantities in canonical form.
+pub fn normalize(spec: &Value) -> Value {
+    let mut spec = spec.clone();
+    if let Some(hard) = spec.get("hard").map(normalize_quantity_map) {
+        spec["hard"] = hard;
+    }
+    spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn builds_hard_and_scopes_and_compares_semantically() {
+        let template: ResourceQuotaTemplate = serde_json::from_value(json!({
+            "name": "compute", "hard": {"pods": "20", "requests.memory": "8Gi"}, "scopes": ["NotBestEffort"]
+        }))
+        .unwrap();
+        let spec = build(&template);
+        assert_eq!(
+            spec,
+            json!({"hard": {"pods": "20", "requests.memory": "8Gi"}, "scopes": ["NotBestEffort"]})
+        );
+        let stored = json!({"hard": {"pods": "20", "requests.memory": "8192Mi"}, "scopes": ["NotBestEffort"]});
+        assert_eq!(normalize(&spec), normalize(&stored));
+    }
+}

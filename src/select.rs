@@ -1,0 +1,265 @@
+//! Which namespaces a policy selects, and which policy wins each kind in each namespace. Pure:
+//! plain data in, plain data out.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube::core::{Selector, SelectorExt};
+
+use crate::api::{PROTECTED_NAMESPACES, TenantPolicySpec};
+use crate::resources::{Desired, Kind, ObjectKey};
+
+/// What selection needs to know of a namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NamespaceInfo {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Terminating namespaces are left alone: nothing is created in or pruned from them.
+    pub terminating: bool,
+}
+
+/// A live (not terminating) policy taking part in selection.
+#[derive(Clone, Debug)]
+pub struct Candidate<'a> {
+    pub name: &'a str,
+    pub spec: &'a TenantPolicySpec,
+    selector: Option<Selector>,
+}
+
+impl<'a> Candidate<'a> {
+    /// Fails with the reason when `namespaceSelector` is not a valid label selector.
+    pub fn new(name: &'a str, spec: &'a TenantPolicySpec) -> Result<Self, String> {
+        let selector = spec
+            .namespace_selector
+            .clone()
+            .map(Selector::try_from)
+            .transpose()
+            .map_err(|e| format!("spec.namespaceSelector: {}", e.0))?;
+        Ok(Self {
+            name,
+            spec,
+            selector,
+        })
+    }
+
+    /// Named explicitly, or matched by the selector unless the namespace is protected.
+    /// Neither field set selects nothing.
+    pub fn selects(&self, ns: &NamespaceInfo) -> bool {
+        if ns.terminating {
+            return false;
+        }
+        if self.spec.namespaces.iter().any(|n| n == &ns.name) {
+            return true;
+        }
+        if PROTECTED_NAMESPACES.contains(&ns.name.as_str()) {
+            return false;
+        }
+        self.selector
+            .as_ref()
+            .is_some_and(|s| s.matches(&ns.labels))
+    }
+}
+
+/// Higher priority first; ties to the alphabetically first name.
+pub fn precedence(a: &Candidate, b: &Candidate) -> Ordering {
+    b.spec
+        .priority
+        .cmp(&a.spec.priority)
+        .then_with(|| a.name.cmp(b.name))
+}
+
+/// The policy that wins `kind` in `ns`: the first by precedence among those that select it and
+/// set that kind.
+pub fn winner<'c, 'a>(
+    kind: Kind,
+    ns: &NamespaceInfo,
+    candidates: &'c [Candidate<'a>],
+) -> Option<&'c Candidate<'a>> {
+    candidates
+        .iter()
+        .filter(|c| kind.is_set_by(c.spec) && c.selects(ns))
+        .min_by(|a, b| precedence(a, b))
+}
+
+/// A kind a policy sets in a namespace it selects but another policy wins.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Shadowed {
+    pub namespace: String,
+    pub kind: Kind,
+    pub winner: String,
+}
+
+/// Everything one policy should hold, computed from all policies and namespaces.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Assignment {
+    /// Namespaces the policy selects.
+    pub selected: BTreeSet<String>,
+    /// The objects it wins, as they should be.
+    pub desired: Vec<Desired>,
+    /// Kinds it loses, per namespace.
+    pub shadowed: Vec<Shadowed>,
+    /// Objects the winners of those kinds want under the same names: ours may be adopted by them,
+    /// so they are neither deleted nor released.
+    pub handed_over: BTreeSet<ObjectKey>,
+}
+
+/// Computes the assignment of `policy` (which must be one of `candidates`).
+pub fn assign(
+    policy: &Candidate,
+    candidates: &[Candidate],
+    namespaces: &[NamespaceInfo],
+) -> Assignment {
+    let built: Vec<(Kind, Vec<(String, serde_json::Value)>)> = Kind::ALL
+        .into_iter()
+        .filter(|k| k.is_set_by(policy.spec))
+        .map(|k| (k, k.build(policy.spec)))
+        .collect();
+    let mut assignment = Assignment::default();
+    for ns in namespaces.iter().filter(|ns| policy.selects(ns)) {
+        assignment.selected.insert(ns.name.clone());
+        for (kind, specs) in &built {
+            let Some(winner) = winner(*kind, ns, candidates) else {
+                continue;
+            };
+            if winner.name == policy.name {
+                assignment
+                    .desired
+                    .extend(specs.iter().map(|(name, spec)| Desired {
+                        key: ObjectKey {
+                            kind: *kind,
+                            namespace: ns.name.clone(),
+                            name: name.clone(),
+                        },
+                        spec: spec.clone(),
+                    }));
+            } else {
+                assignment.shadowed.push(Shadowed {
+                    namespace: ns.name.clone(),
+                    kind: *kind,
+                    winner: winner.name.to_owned(),
+                });
+                for (name, _) in kind.build(winner.spec) {
+                    assignment.handed_over.insert(ObjectKey {
+                        kind: *kind,
+                        namespace: ns.name.clone(),
+                        name,
+                    });
+                }
+            }
+        }
+    }
+    assignment
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ns(name: &str, labels: &[(&str, &str)]) -> NamespaceInfo {
+        NamespaceInfo {
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            terminating: false,
+        }
+    }
+
+    fn spec(value: serde_json::Value) -> TenantPolicySpec {
+        serde_json::from_value(value).unwrap()
+    }
+
+    const LR: &str =
+        r#"[{"name": "defaults", "limits": [{"type": "Container", "default": {"cpu": "1"}}]}]"#;
+
+    #[test]
+    fn selection_by_name_and_label_and_never_all_by_accident() {
+        let by_label = spec(
+            json!({"namespaceSelector": {"matchLabels": {"team": "mia"}}, "namespaces": ["online"]}),
+        );
+        let c = Candidate::new("p", &by_label).unwrap();
+        assert!(c.selects(&ns("mia", &[("team", "mia")])));
+        assert!(c.selects(&ns("online", &[])));
+        assert!(!c.selects(&ns("other", &[("team", "x")])));
+
+        let nothing = spec(json!({}));
+        assert!(
+            !Candidate::new("p", &nothing)
+                .unwrap()
+                .selects(&ns("any", &[]))
+        );
+    }
+
+    #[test]
+    fn protected_namespaces_only_when_named() {
+        let everything = spec(json!({"namespaceSelector": {}, "namespaces": ["kube-public"]}));
+        let c = Candidate::new("p", &everything).unwrap();
+        assert!(c.selects(&ns("team-a", &[])));
+        assert!(!c.selects(&ns("kube-system", &[])));
+        assert!(!c.selects(&ns("tenantry-system", &[])));
+        assert!(!c.selects(&ns("kube-node-lease", &[])));
+        assert!(c.selects(&ns("kube-public", &[])));
+    }
+
+    #[test]
+    fn terminating_namespaces_are_not_selected() {
+        let s = spec(json!({"namespaces": ["gone"]}));
+        let mut gone = ns("gone", &[]);
+        gone.terminating = true;
+        assert!(!Candidate::new("p", &s).unwrap().selects(&gone));
+    }
+
+    #[test]
+    fn invalid_selector_names_the_field() {
+        let s = spec(
+            json!({"namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "Sometimes"}]}}),
+        );
+        let err = Candidate::new("p", &s).unwrap_err();
+        assert!(err.starts_with("spec.namespaceSelector"), "{err}");
+    }
+
+    #[test]
+    fn highest_priority_wins_per_kind_and_ties_go_to_the_first_name() {
+        let lr: serde_json::Value = serde_json::from_str(LR).unwrap();
+        let low = spec(
+            json!({"priority": 1, "namespaces": ["a"], "limitRanges": lr,
+            "resourceQuotas": [{"name": "q", "hard": {"pods": "1"}}]}),
+        );
+        let high = spec(json!({"priority": 5, "namespaces": ["a"], "limitRanges": lr}));
+        let tie = spec(json!({"priority": 5, "namespaces": ["a"], "limitRanges": lr}));
+        let candidates = vec![
+            Candidate::new("low", &low).unwrap(),
+            Candidate::new("zeta-high", &high).unwrap(),
+            Candidate::new("alpha-tie", &tie).unwrap(),
+        ];
+        let a = ns("a", &[]);
+        assert_eq!(
+            winner(Kind::LimitRange, &a, &candidates).unwrap().name,
+            "alpha-tie"
+        );
+        // Only `low` sets quotas, so it keeps them while losing LimitRanges.
+        assert_eq!(
+            winner(Kind::ResourceQuota, &a, &candidates).unwrap().name,
+            "low"
+        );
+
+        let low_assignment = assign(&candidates[0], &candidates, std::slice::from_ref(&a));
+        assert_eq!(low_assignment.desired.len(), 1);
+        assert_eq!(low_assignment.desired[0].key.kind, Kind::ResourceQuota);
+        assert_eq!(
+            low_assignment.shadowed,
+            vec![Shadowed {
+                namespace: "a".into(),
+                kind: Kind::LimitRange,
+                winner: "alpha-tie".into()
+            }]
+        );
+        assert!(low_assignment.handed_over.contains(&ObjectKey {
+            kind: Kind::LimitRange,
+            namespace: "a".into(),
+            name: "defaults".into()
+        }));
+    }
+}

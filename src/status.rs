@@ -1,0 +1,327 @@
+//! The policy's status from what a reconcile found and did: kstatus-compatible conditions and the
+//! counts. Pure; a condition's lastTransitionTime moves only when its status changes, so an
+//! unchanged outcome yields an unchanged status (and no write).
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use crate::api::{Failure, TenantPolicyStatus};
+use crate::select::Shadowed;
+
+/// At most this many failures are listed in status.
+pub const MAX_FAILURES: usize = 20;
+
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+
+/// Failure reasons that need a person, not a retry.
+pub const TERMINAL_REASONS: [&str; 2] = ["NotOwned", "Invalid"];
+
+/// What one reconcile found and did.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub generation: Option<i64>,
+    pub selected: BTreeSet<String>,
+    pub failures: Vec<Failure>,
+    /// Namespaces where something is still in progress (an object being deleted by someone else).
+    pub waiting: BTreeSet<String>,
+    pub shadowed: Vec<Shadowed>,
+    /// Set when the spec cannot be applied at all.
+    pub invalid_spec: Option<String>,
+}
+
+fn condition(
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: if status { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+    }
+}
+
+/// Computes the status; `previous` supplies lastTransitionTime for conditions whose status holds.
+pub fn compute(
+    summary: &Summary,
+    previous: Option<&TenantPolicyStatus>,
+    now: Time,
+) -> TenantPolicyStatus {
+    let mut failures = summary.failures.clone();
+    failures.sort();
+    failures.dedup();
+    let failed_namespaces: BTreeSet<String> =
+        failures.iter().map(|f| f.namespace.clone()).collect();
+    let selected = summary.selected.len();
+    let ready = summary
+        .selected
+        .iter()
+        .filter(|ns| !failed_namespaces.contains(*ns) && !summary.waiting.contains(*ns))
+        .count();
+    let shadowed_namespaces: BTreeSet<&str> = summary
+        .shadowed
+        .iter()
+        .map(|s| s.namespace.as_str())
+        .collect();
+    let winners: BTreeSet<&str> = summary.shadowed.iter().map(|s| s.winner.as_str()).collect();
+    let in_policy = format!("{ready}/{selected} namespaces in policy");
+    let g = summary.generation;
+
+    let conditions = if let Some(problem) = &summary.invalid_spec {
+        vec![
+            condition(READY, false, "InvalidSpec", problem, g),
+            condition(RECONCILING, false, "InvalidSpec", problem, g),
+            condition(STALLED, true, "InvalidSpec", problem, g),
+        ]
+    } else if !failures.is_empty() {
+        let terminal = failures
+            .iter()
+            .all(|f| TERMINAL_REASONS.contains(&f.reason.as_str()));
+        let reason = if terminal {
+            failures[0].reason.clone()
+        } else {
+            "ApplyFailed".into()
+        };
+        let first = &failures[0];
+        let more = if failures.len() > 1 {
+            format!(" (and {} more)", failures.len() - 1)
+        } else {
+            String::new()
+        };
+        let message = format!(
+            "{in_policy}; {} failed: {}/{}/{}: {}{more}",
+            failed_namespaces.len(),
+            first.namespace,
+            first.kind,
+            first.name,
+            first.message
+        );
+        vec![
+            condition(READY, false, &reason, &message, g),
+            condition(
+                RECONCILING,
+                !terminal,
+                if terminal { "Stalled" } else { "Retrying" },
+                &message,
+                g,
+            ),
+            condition(STALLED, terminal, &reason, &message, g),
+        ]
+    } else if !summary.waiting.is_empty() {
+        let message = format!(
+            "{in_policy}; waiting for objects being deleted in {} namespaces",
+            summary.waiting.len()
+        );
+        vec![
+            condition(READY, false, "Progressing", &message, g),
+            condition(RECONCILING, true, "Progressing", &message, g),
+            condition(STALLED, false, "Progressing", &message, g),
+        ]
+    } else {
+        let (reason, message) = if shadowed_namespaces.is_empty() {
+            ("Reconciled", in_policy)
+        } else {
+            (
+                "Shadowed",
+                format!(
+                    "{in_policy}; {} kinds in {} namespaces won by higher-precedence policies: {}",
+                    summary.shadowed.len(),
+                    shadowed_namespaces.len(),
+                    winners.into_iter().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        };
+        vec![
+            condition(READY, true, reason, &message, g),
+            condition(RECONCILING, false, reason, &message, g),
+            condition(STALLED, false, reason, &message, g),
+        ]
+    };
+
+    let conditions = conditions
+        .into_iter()
+        .map(|mut c| {
+            let before =
+                previous.and_then(|p| p.conditions.iter().find(|old| old.type_ == c.type_));
+            c.last_transition_time = match before {
+                Some(old) if old.status == c.status => old.last_transition_time.clone(),
+                _ => now.clone(),
+            };
+            c
+        })
+        .collect();
+
+    failures.truncate(MAX_FAILURES);
+    TenantPolicyStatus {
+        observed_generation: g,
+        conditions,
+        selected_namespaces: selected as i32,
+        ready_namespaces: ready as i32,
+        failed_namespaces: failed_namespaces.len() as i32,
+        shadowed_namespaces: shadowed_namespaces.len() as i32,
+        failures,
+        storage_classes: previous
+            .map(|p| p.storage_classes.clone())
+            .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::Kind;
+
+    fn at(seconds: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(seconds).unwrap())
+    }
+
+    fn selected(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn get<'a>(s: &'a TenantPolicyStatus, t: &str) -> &'a Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn all_converged_is_ready_and_a_repeat_changes_nothing() {
+        let summary = Summary {
+            generation: Some(3),
+            selected: selected(&["a", "b"]),
+            ..Default::default()
+        };
+        let first = compute(&summary, None, at(100));
+        assert_eq!(
+            (
+                first.selected_namespaces,
+                first.ready_namespaces,
+                first.failed_namespaces
+            ),
+            (2, 2, 0)
+        );
+        let ready = get(&first, READY);
+        assert_eq!(
+            (
+                ready.status.as_str(),
+                ready.reason.as_str(),
+                ready.message.as_str()
+            ),
+            ("True", "Reconciled", "2/2 namespaces in policy")
+        );
+        assert_eq!(ready.observed_generation, Some(3));
+        assert_eq!(get(&first, STALLED).status, "False");
+        assert_eq!(
+            compute(&summary, Some(&first), at(200)),
+            first,
+            "no timestamps move when nothing changed"
+        );
+    }
+
+    #[test]
+    fn not_owned_objects_stall_the_policy_and_are_listed() {
+        let failure = Failure {
+            namespace: "b".into(),
+            kind: "LimitRange".into(),
+            name: "defaults".into(),
+            reason: "NotOwned".into(),
+            message: "exists and is not managed by Tenantry".into(),
+        };
+        let summary = Summary {
+            generation: Some(1),
+            selected: selected(&["a", "b"]),
+            failures: vec![failure.clone()],
+            ..Default::default()
+        };
+        let status = compute(&summary, None, at(1));
+        assert_eq!((status.ready_namespaces, status.failed_namespaces), (1, 1));
+        assert_eq!(get(&status, READY).status, "False");
+        assert_eq!(get(&status, READY).reason, "NotOwned");
+        assert_eq!(get(&status, STALLED).status, "True");
+        assert_eq!(status.failures, vec![failure]);
+        assert!(
+            get(&status, READY)
+                .message
+                .starts_with("1/2 namespaces in policy; 1 failed: b/LimitRange/defaults")
+        );
+    }
+
+    #[test]
+    fn transient_failures_keep_reconciling_and_failures_are_bounded() {
+        let failures = (0..30)
+            .map(|i| Failure {
+                namespace: format!("ns{i:02}"),
+                kind: "ResourceQuota".into(),
+                name: "q".into(),
+                reason: "ApplyFailed".into(),
+                message: "timeout".into(),
+            })
+            .collect();
+        let summary = Summary {
+            selected: (0..30).map(|i| format!("ns{i:02}")).collect(),
+            failures,
+            ..Default::default()
+        };
+        let status = compute(&summary, None, at(1));
+        assert_eq!(status.failures.len(), MAX_FAILURES);
+        assert_eq!(status.failed_namespaces, 30);
+        assert_eq!(get(&status, RECONCILING).status, "True");
+        assert_eq!(get(&status, STALLED).status, "False");
+    }
+
+    #[test]
+    fn shadowed_kinds_are_counted_and_named() {
+        let summary = Summary {
+            selected: selected(&["a"]),
+            shadowed: vec![Shadowed {
+                namespace: "a".into(),
+                kind: Kind::LimitRange,
+                winner: "platform".into(),
+            }],
+            ..Default::default()
+        };
+        let status = compute(&summary, None, at(1));
+        assert_eq!(status.shadowed_namespaces, 1);
+        let ready = get(&status, READY);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", "Shadowed")
+        );
+        assert!(ready.message.contains("platform"), "{}", ready.message);
+    }
+
+    #[test]
+    fn invalid_spec_stalls() {
+        let summary = Summary {
+            invalid_spec: Some("spec.namespaceSelector: bad".into()),
+            ..Default::default()
+        };
+        let status = compute(&summary, None, at(5));
+        assert_eq!(get(&status, STALLED).reason, "InvalidSpec");
+        assert_eq!(get(&status, READY).status, "False");
+    }
+
+    #[test]
+    fn transition_time_moves_only_when_status_flips() {
+        let ok = Summary {
+            selected: selected(&["a"]),
+            ..Default::default()
+        };
+        let first = compute(&ok, None, at(10));
+        let broken = Summary {
+            invalid_spec: Some("x".into()),
+            ..ok.clone()
+        };
+        let second = compute(&broken, Some(&first), at(20));
+        assert_eq!(get(&second, READY).last_transition_time, at(20));
+        let third = compute(&ok, Some(&second), at(30));
+        assert_eq!(get(&third, READY).last_transition_time, at(30));
+    }
+}
