@@ -208,6 +208,9 @@ pub struct TenantPolicyStatus {
     /// Selected namespaces where something could not be applied.
     #[serde(default)]
     pub failed_namespaces: i32,
+    /// Selected namespaces where a higher-precedence policy wins at least one kind this policy sets.
+    #[serde(default)]
+    pub shadowed_namespaces: i32,
     /// The first problems found (at most 20).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<Failure>,

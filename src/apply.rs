@@ -1,0 +1,255 @@
+//! The one place that writes to the API server: managed objects (create, server-side apply,
+//! guarded merge patch, delete, release) and the policy's status. Every write is counted.
+//!
+//! Creation is a POST, never an apply: a POST fails when an object of that name exists, so an
+//! object Tenantry does not own is never adopted, even if it appeared after the cache last looked.
+//! Updates carry the live uid (apply) or resourceVersion (merge patch, delete) as a precondition,
+//! so they never land on an object other than the one the diff saw.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
+use kube::core::ApiResource;
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::api::{
+    FIELD_MANAGER, Failure, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TenantPolicy, TenantPolicyStatus,
+};
+use crate::diff::Action;
+use crate::metrics::Metrics;
+use crate::resources::{Kind, ObjectKey, Owner};
+
+/// How long an object found not owned is reported from memory before it is looked at again.
+pub const NOT_OWNED_RECHECK: Duration = Duration::from_secs(20);
+
+/// Objects found to exist without Tenantry's labels, and when that was last checked.
+pub type NotOwned = Mutex<HashMap<ObjectKey, Instant>>;
+
+/// What became of one action.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Created(ObjectKey),
+    Updated(ObjectKey),
+    Deleted(ObjectKey),
+    Released(ObjectKey),
+    /// Not done yet, nothing wrong: the cache is behind, or the object changed under us.
+    Retry(ObjectKey),
+    Failed(Failure),
+}
+
+pub struct Applier {
+    client: Client,
+    metrics: Arc<Metrics>,
+    concurrency: usize,
+}
+
+fn api_resource(kind: Kind) -> ApiResource {
+    match kind {
+        Kind::LimitRange => ApiResource::erase::<LimitRange>(&()),
+        Kind::ResourceQuota => ApiResource::erase::<ResourceQuota>(&()),
+        Kind::PodDisruptionBudget => ApiResource::erase::<PodDisruptionBudget>(&()),
+    }
+}
+
+fn failure(key: &ObjectKey, reason: &str, message: impl Into<String>) -> Outcome {
+    Outcome::Failed(Failure {
+        namespace: key.namespace.clone(),
+        kind: key.kind.to_string(),
+        name: key.name.clone(),
+        reason: reason.into(),
+        message: message.into(),
+    })
+}
+
+fn not_owned(key: &ObjectKey) -> Outcome {
+    failure(
+        key,
+        "NotOwned",
+        format!(
+            "a {} of this name exists without Tenantry's labels and owner; it is left untouched",
+            key.kind
+        ),
+    )
+}
+
+/// Maps an API error to an outcome: conflicts and races retry, the rest are reported.
+fn classify(key: &ObjectKey, error: kube::Error) -> Outcome {
+    match &error {
+        kube::Error::Api(s) if s.code == 409 || s.code == 404 => Outcome::Retry(key.clone()),
+        // Creating in a namespace that has just started terminating.
+        kube::Error::Api(s) if s.code == 403 && s.message.contains("being terminated") => {
+            Outcome::Retry(key.clone())
+        }
+        kube::Error::Api(s) if s.code == 403 => failure(key, "Forbidden", s.message.clone()),
+        kube::Error::Api(s) if s.code == 422 || s.code == 400 => {
+            failure(key, "Invalid", s.message.clone())
+        }
+        other => failure(key, "ApplyFailed", other.to_string()),
+    }
+}
+
+fn dynamic(object: Value) -> DynamicObject {
+    serde_json::from_value(object).expect("a built object is a valid DynamicObject")
+}
+
+impl Applier {
+    pub fn new(client: Client, metrics: Arc<Metrics>, concurrency: usize) -> Self {
+        Self {
+            client,
+            metrics,
+            concurrency: concurrency.max(1),
+        }
+    }
+
+    fn api(&self, key: &ObjectKey) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &key.namespace, &api_resource(key.kind))
+    }
+
+    /// Runs the actions concurrently (bounded), returning one outcome each.
+    pub async fn execute(
+        &self,
+        owner: &Owner,
+        actions: Vec<Action>,
+        memory: &NotOwned,
+    ) -> Vec<Outcome> {
+        futures::stream::iter(actions)
+            .map(|action| self.one(owner, action, memory))
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await
+    }
+
+    async fn one(&self, owner: &Owner, action: Action, memory: &NotOwned) -> Outcome {
+        let key = action.key().clone();
+        let api = self.api(&key);
+        let kind = key.kind.as_str();
+        match action {
+            Action::Create { desired, .. } => {
+                let last_check = memory.lock().expect("not poisoned").get(&key).copied();
+                if let Some(checked) = last_check {
+                    if checked.elapsed() < NOT_OWNED_RECHECK {
+                        return not_owned(&key);
+                    }
+                    match api.get_opt(&key.name).await {
+                        Ok(Some(existing)) if !is_tenantry_managed(&existing) => {
+                            memory
+                                .lock()
+                                .expect("not poisoned")
+                                .insert(key.clone(), Instant::now());
+                            return not_owned(&key);
+                        }
+                        Ok(Some(_)) => return Outcome::Retry(key),
+                        Ok(None) => {
+                            memory.lock().expect("not poisoned").remove(&key);
+                        }
+                        Err(e) => return classify(&key, e),
+                    }
+                }
+                self.metrics.count_write("create", kind);
+                let params = PostParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                };
+                match api
+                    .create(&params, &dynamic(desired.to_object(owner)))
+                    .await
+                {
+                    Ok(_) => Outcome::Created(key),
+                    Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
+                        match api.get_opt(&key.name).await {
+                            Ok(Some(existing)) if !is_tenantry_managed(&existing) => {
+                                memory
+                                    .lock()
+                                    .expect("not poisoned")
+                                    .insert(key.clone(), Instant::now());
+                                not_owned(&key)
+                            }
+                            // Ours, and the cache has not seen it yet.
+                            Ok(_) => Outcome::Retry(key),
+                            Err(e) => classify(&key, e),
+                        }
+                    }
+                    Err(e) => classify(&key, e),
+                }
+            }
+            Action::Apply { desired, uid, .. } => {
+                self.metrics.count_write("apply", kind);
+                let mut object = desired.to_object(owner);
+                object["metadata"]["uid"] = json!(uid);
+                let params = PatchParams::apply(FIELD_MANAGER).force();
+                match api.patch(&key.name, &params, &Patch::Apply(object)).await {
+                    Ok(_) => Outcome::Updated(key),
+                    Err(e) => classify(&key, e),
+                }
+            }
+            Action::Replace { patch, .. } => {
+                self.metrics.count_write("patch", kind);
+                let params = PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                };
+                match api.patch(&key.name, &params, &Patch::Merge(patch)).await {
+                    Ok(_) => Outcome::Updated(key),
+                    Err(e) => classify(&key, e),
+                }
+            }
+            Action::Delete { live } => {
+                self.metrics.count_write("delete", kind);
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: Some(live.uid.clone()),
+                        resource_version: Some(live.resource_version.clone()),
+                    }),
+                    ..DeleteParams::background()
+                };
+                match api.delete(&key.name, &params).await {
+                    Ok(_) => Outcome::Deleted(key),
+                    Err(kube::Error::Api(s)) if s.code == 404 => Outcome::Deleted(key),
+                    Err(e) => classify(&key, e),
+                }
+            }
+            Action::Release { patch, .. } => {
+                self.metrics.count_write("patch", kind);
+                let params = PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                };
+                match api.patch(&key.name, &params, &Patch::Merge(patch)).await {
+                    Ok(_) => Outcome::Released(key),
+                    Err(kube::Error::Api(s)) if s.code == 404 => Outcome::Released(key),
+                    Err(e) => classify(&key, e),
+                }
+            }
+        }
+    }
+
+    /// Sets the policy's status by server-side apply of the status subresource: Tenantry owns
+    /// every status field, so a field it stops sending (an emptied failure list) is removed.
+    pub async fn patch_status(
+        &self,
+        name: &str,
+        status: &TenantPolicyStatus,
+    ) -> Result<(), kube::Error> {
+        self.metrics.count_write("status", "TenantPolicy");
+        let api: Api<TenantPolicy> = Api::all(self.client.clone());
+        let body =
+            json!({"apiVersion": "tenantry.io/v1alpha1", "kind": "TenantPolicy", "status": status});
+        api.patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+fn is_tenantry_managed(object: &DynamicObject) -> bool {
+    object.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+}

@@ -1,0 +1,794 @@
+//! Wiring: watches and caches, the reconcile pipeline (select -> build -> diff -> apply ->
+//! status), Events, and the finalizer that carries out deletionPolicy when a policy is deleted.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt, future};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ObjectReference, ResourceQuota};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::api::{DeletionPolicy, POLICY_LABEL, TenantPolicy};
+use crate::apply::{Applier, NOT_OWNED_RECHECK, NotOwned, Outcome};
+use crate::diff::{self, Action};
+use crate::metrics::{ErrorLabels, KindLabels, Metrics};
+use crate::resources::{Kind, Live, ManagedResource, ObjectKey, Owner, live_of};
+use crate::select::{self, Candidate, NamespaceInfo};
+use crate::status::{self, Summary};
+
+/// Finalizer that lets Tenantry carry out deletionPolicy before a policy goes.
+pub const FINALIZER: &str = "tenantry.io/cleanup";
+/// Label selector of the managed-object watches.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=tenantry";
+/// Periodic safety resync of a converged policy (changes are watch-driven; this is a backstop).
+pub const RESYNC: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("writing status: {0}")]
+    Status(#[source] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("{0} objects could not be released yet")]
+    ReleaseIncomplete(usize),
+    #[error("caches are not running")]
+    CachesGone,
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Status(_) => "status",
+            Error::Finalizer(_) => "finalizer",
+            Error::ReleaseIncomplete(_) => "release",
+            Error::CachesGone => "caches",
+        }
+    }
+}
+
+/// What the controller runs with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Only policies matching this label selector are handled (sharding, canaries, tests).
+    pub policy_selector: Option<String>,
+    /// Writes in flight at once within one reconcile.
+    pub write_concurrency: usize,
+    /// Policies reconciled at once.
+    pub reconcile_concurrency: u16,
+    /// Names this instance in Events.
+    pub instance: Option<String>,
+}
+
+/// The caches every reconcile reads.
+#[derive(Clone)]
+pub struct Stores {
+    pub policies: Store<TenantPolicy>,
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    pub limit_ranges: Store<LimitRange>,
+    pub quotas: Store<ResourceQuota>,
+    pub pdbs: Store<PodDisruptionBudget>,
+}
+
+impl Stores {
+    async fn wait_ready(&self) -> Result<(), Error> {
+        let ready = futures::try_join!(
+            self.policies.wait_until_ready(),
+            self.namespaces.wait_until_ready(),
+            self.limit_ranges.wait_until_ready(),
+            self.quotas.wait_until_ready(),
+            self.pdbs.wait_until_ready(),
+        );
+        ready.map(|_| ()).map_err(|_| Error::CachesGone)
+    }
+
+    /// Tenantry-managed objects that concern `owner`: labelled for it, or at a key it wants.
+    fn live_for(&self, owner: &Owner, wanted: &HashSet<&ObjectKey>) -> Vec<Live> {
+        let mut live = Vec::new();
+        collect(&self.limit_ranges, owner, wanted, &mut live);
+        collect(&self.quotas, owner, wanted, &mut live);
+        collect(&self.pdbs, owner, wanted, &mut live);
+        live
+    }
+
+    fn count_managed(&self, metrics: &Metrics) {
+        for (kind, count) in [
+            (Kind::LimitRange, self.limit_ranges.len()),
+            (Kind::ResourceQuota, self.quotas.len()),
+            (Kind::PodDisruptionBudget, self.pdbs.len()),
+        ] {
+            metrics
+                .managed_objects
+                .get_or_create(&KindLabels {
+                    kind: kind.to_string(),
+                })
+                .set(count as i64);
+        }
+    }
+}
+
+fn collect<K: ManagedResource>(
+    store: &Store<K>,
+    owner: &Owner,
+    wanted: &HashSet<&ObjectKey>,
+    out: &mut Vec<Live>,
+) {
+    for object in store.state() {
+        let meta = object.meta();
+        let labelled = meta.labels.as_ref().and_then(|l| l.get(POLICY_LABEL)) == Some(&owner.name);
+        let at_wanted_key = || {
+            wanted.contains(&ObjectKey {
+                kind: K::KIND,
+                namespace: meta.namespace.clone().unwrap_or_default(),
+                name: meta.name.clone().unwrap_or_default(),
+            })
+        };
+        if labelled || at_wanted_key() {
+            out.push(live_of(object.as_ref()));
+        }
+    }
+}
+
+/// What the controller remembers of one policy between reconciles (lost on restart, by design:
+/// it only refines Events and spares API reads).
+#[derive(Default)]
+struct PolicyMemory {
+    converged: Mutex<(Option<i64>, HashSet<ObjectKey>)>,
+    not_owned: NotOwned,
+    reported: Mutex<Reported>,
+}
+
+/// What was last said in Events, so that a persisting problem is not repeated every reconcile.
+#[derive(Default, PartialEq)]
+struct Reported {
+    failures: BTreeSet<(String, String)>,
+    shadowed: usize,
+    invalid: Option<String>,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub stores: Stores,
+    pub applier: Applier,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    memory: Mutex<HashMap<String, Arc<PolicyMemory>>>,
+}
+
+impl Context {
+    fn memory(&self, policy: &str) -> Arc<PolicyMemory> {
+        self.memory
+            .lock()
+            .expect("not poisoned")
+            .entry(policy.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    async fn publish(&self, policy: &TenantPolicy, type_: EventType, reason: &str, note: String) {
+        self.publish_about(policy, type_, reason, note, None).await
+    }
+
+    /// An Event about the policy; `related` names the one object concerned, which also keeps
+    /// the Recorder from folding it into the series of an Event about another object.
+    async fn publish_about(
+        &self,
+        policy: &TenantPolicy,
+        type_: EventType,
+        reason: &str,
+        note: String,
+        related: Option<&ObjectKey>,
+    ) {
+        self.metrics.count_write("event", "Event");
+        let secondary = related.map(|k| ObjectReference {
+            api_version: Some(k.kind.api_version().into()),
+            kind: Some(k.kind.to_string()),
+            namespace: Some(k.namespace.clone()),
+            name: Some(k.name.clone()),
+            ..Default::default()
+        });
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(truncate(note, 1000)),
+            action: reason.into(),
+            secondary,
+        };
+        if let Err(e) = self.recorder.publish(&event, &policy.object_ref(&())).await {
+            warn!(policy = %policy.name_any(), error = %e, "could not publish Event");
+        }
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max - 3;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push_str("...");
+    }
+    s
+}
+
+/// Lists up to five keys with a note, then how many more.
+fn listing<'a>(items: impl Iterator<Item = (&'a ObjectKey, String)>) -> String {
+    let items: Vec<String> = items.map(|(k, note)| format!("{k}{note}")).collect();
+    let mut text = items.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if items.len() > 5 {
+        text.push_str(&format!(" and {} more", items.len() - 5));
+    }
+    text
+}
+
+pub async fn reconcile(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    ctx.stores.wait_ready().await?;
+    let started = Instant::now();
+    ctx.metrics.reconciles.inc();
+    let api: Api<TenantPolicy> = Api::all(ctx.client.clone());
+    let has_finalizer = policy.finalizers().iter().any(|f| f == FINALIZER);
+    if has_finalizer == policy.meta().deletion_timestamp.is_some() {
+        ctx.metrics.count_write("finalizer", "TenantPolicy");
+    }
+    let result = finalizer(&api, FINALIZER, policy, |event| async {
+        match event {
+            FinalizerEvent::Apply(p) => apply_policy(p, ctx.clone()).await,
+            FinalizerEvent::Cleanup(p) => cleanup_policy(p, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    ctx.stores.count_managed(&ctx.metrics);
+    result
+}
+
+pub fn error_policy(policy: Arc<TenantPolicy>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    warn!(policy = %policy.name_any(), %error, "reconcile failed");
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels {
+            reason: error.metric_label().into(),
+        })
+        .inc();
+    Requeue::requeue(Duration::from_secs(5))
+}
+
+fn owner_of(policy: &TenantPolicy) -> Owner {
+    Owner {
+        name: policy.name_any(),
+        uid: policy.uid().unwrap_or_default(),
+    }
+}
+
+async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let owner = owner_of(&policy);
+    let memory = ctx.memory(&owner.name);
+    let generation = policy.meta().generation;
+    let all = ctx.stores.policies.state();
+
+    // Every live policy takes part in overlaps; this one with the spec being reconciled.
+    let mut candidates = Vec::new();
+    let mut invalid = None;
+    for p in all
+        .iter()
+        .filter(|p| p.meta().deletion_timestamp.is_none() && p.name_any() != owner.name)
+    {
+        if let Ok(c) = Candidate::new(p.meta().name.as_deref().unwrap_or_default(), &p.spec) {
+            candidates.push(c);
+        }
+    }
+    match Candidate::new(&owner.name, &policy.spec) {
+        Ok(c) => candidates.push(c),
+        Err(problem) => invalid = Some(problem),
+    }
+
+    let mut summary = Summary {
+        generation,
+        ..Default::default()
+    };
+    if let Some(problem) = invalid {
+        summary.invalid_spec = Some(problem.clone());
+        let changed = {
+            let mut reported = memory.reported.lock().expect("not poisoned");
+            let changed = reported.invalid.as_ref() != Some(&problem);
+            reported.invalid = Some(problem.clone());
+            changed
+        };
+        if changed {
+            ctx.publish(&policy, EventType::Warning, "InvalidSpec", problem)
+                .await;
+        }
+        write_status(&policy, &summary, &ctx).await?;
+        return Ok(Requeue::await_change());
+    }
+    memory.reported.lock().expect("not poisoned").invalid = None;
+
+    let me = candidates.last().expect("this policy was just added");
+    let namespaces: Vec<NamespaceInfo> = ctx
+        .stores
+        .namespaces
+        .state()
+        .iter()
+        .map(|ns| NamespaceInfo {
+            name: ns.name_any(),
+            labels: ns.labels().clone(),
+            terminating: ns.meta().deletion_timestamp.is_some(),
+        })
+        .collect();
+    let assignment = select::assign(me, &candidates, &namespaces);
+    let wanted: HashSet<&ObjectKey> = assignment.desired.iter().map(|d| &d.key).collect();
+    let live = ctx.stores.live_for(&owner, &wanted);
+
+    let known_converged = {
+        let converged = memory.converged.lock().expect("not poisoned");
+        if converged.0 == generation {
+            converged.1.clone()
+        } else {
+            HashSet::new()
+        }
+    };
+    let plan = diff::plan(
+        &owner,
+        &assignment.desired,
+        &live,
+        &assignment.handed_over,
+        policy.spec.deletion_policy,
+        &known_converged,
+    );
+    let drift: HashMap<ObjectKey, diff::Drift> = plan
+        .actions
+        .iter()
+        .filter_map(|a| a.drift().map(|d| (a.key().clone(), d.clone())))
+        .collect();
+    let outcomes = if plan.actions.is_empty() {
+        Vec::new()
+    } else {
+        ctx.applier
+            .execute(&owner, plan.actions.clone(), &memory.not_owned)
+            .await
+    };
+
+    summary.selected = assignment.selected.clone();
+    summary.shadowed = assignment.shadowed.clone();
+    summary
+        .waiting
+        .extend(plan.waiting.iter().map(|k| k.namespace.clone()));
+    let mut converged: HashSet<ObjectKey> = plan.converged.iter().cloned().collect();
+    let (mut applied, mut corrected, mut pruned, mut released, mut retry) =
+        (Vec::new(), Vec::new(), 0, 0, false);
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Created(k) | Outcome::Updated(k) => {
+                if let Some(d) = drift.get(&k) {
+                    ctx.metrics
+                        .drift_corrections
+                        .get_or_create(&KindLabels {
+                            kind: k.kind.to_string(),
+                        })
+                        .inc();
+                    corrected.push((k.clone(), d.clone()));
+                } else {
+                    applied.push(k.clone());
+                }
+                converged.insert(k);
+            }
+            Outcome::Deleted(_) => pruned += 1,
+            Outcome::Released(_) => released += 1,
+            Outcome::Retry(k) => {
+                retry = true;
+                if assignment.selected.contains(&k.namespace) {
+                    summary.waiting.insert(k.namespace);
+                }
+            }
+            Outcome::Failed(f) => summary.failures.push(f),
+        }
+    }
+    *memory.converged.lock().expect("not poisoned") = (generation, converged);
+
+    // Events: one summary per kind of happening, not one per object.
+    if !corrected.is_empty() {
+        let note = listing(corrected.iter().map(|(k, d)| {
+            let how = match (&d.changed_by, d.deleted) {
+                (_, true) => " (deleted)".to_owned(),
+                (Some(by), false) => format!(" (changed by {by})"),
+                (None, false) => " (changed)".to_owned(),
+            };
+            (k, how)
+        }));
+        let single = (corrected.len() == 1).then(|| &corrected[0].0);
+        let note = format!(
+            "restored {} objects changed outside Tenantry: {note}",
+            corrected.len()
+        );
+        ctx.publish_about(&policy, EventType::Warning, "DriftCorrected", note, single)
+            .await;
+    }
+    if !applied.is_empty() {
+        let namespaces: BTreeSet<&str> = applied.iter().map(|k| k.namespace.as_str()).collect();
+        let note = format!(
+            "applied {} objects in {} namespaces: {}",
+            applied.len(),
+            namespaces.len(),
+            listing(applied.iter().map(|k| (k, String::new())))
+        );
+        ctx.publish(&policy, EventType::Normal, "Applied", note)
+            .await;
+    }
+    if pruned > 0 {
+        ctx.publish(
+            &policy,
+            EventType::Normal,
+            "Pruned",
+            format!("deleted {pruned} objects no longer governed by this policy"),
+        )
+        .await;
+    }
+    if released > 0 {
+        ctx.publish(&policy, EventType::Normal, "Released", format!("released {released} objects no longer governed by this policy (deletionPolicy Retain)")).await;
+    }
+    let (new_failures, shadow_changed) = {
+        let mut reported = memory.reported.lock().expect("not poisoned");
+        let failures: BTreeSet<(String, String)> = summary
+            .failures
+            .iter()
+            .map(|f| {
+                (
+                    format!("{}/{}/{}", f.namespace, f.kind, f.name),
+                    f.reason.clone(),
+                )
+            })
+            .collect();
+        let new: Vec<(String, String)> = failures.difference(&reported.failures).cloned().collect();
+        reported.failures = failures;
+        let shadow_changed = reported.shadowed != summary.shadowed.len();
+        reported.shadowed = summary.shadowed.len();
+        (new, shadow_changed)
+    };
+    if !new_failures.is_empty() {
+        let not_owned: Vec<&str> = new_failures
+            .iter()
+            .filter(|(_, r)| r == "NotOwned")
+            .map(|(k, _)| k.as_str())
+            .collect();
+        if !not_owned.is_empty() {
+            let more = if not_owned.len() > 5 {
+                format!(" and {} more", not_owned.len() - 5)
+            } else {
+                String::new()
+            };
+            let note = format!(
+                "left untouched {} existing objects not managed by Tenantry: {}{more}",
+                not_owned.len(),
+                not_owned
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            ctx.publish(&policy, EventType::Warning, "NotOwned", note)
+                .await;
+        }
+        let others: Vec<String> = new_failures
+            .iter()
+            .filter(|(_, r)| r != "NotOwned")
+            .map(|(k, r)| format!("{k} ({r})"))
+            .collect();
+        if !others.is_empty() {
+            ctx.publish(
+                &policy,
+                EventType::Warning,
+                "ApplyFailed",
+                format!(
+                    "could not write {} objects: {}",
+                    others.len(),
+                    others.join(", ")
+                ),
+            )
+            .await;
+        }
+    }
+    if shadow_changed && !summary.shadowed.is_empty() {
+        let winners: BTreeSet<&str> = summary.shadowed.iter().map(|s| s.winner.as_str()).collect();
+        let namespaces: BTreeSet<&str> = summary
+            .shadowed
+            .iter()
+            .map(|s| s.namespace.as_str())
+            .collect();
+        let note = format!(
+            "{} kinds in {} namespaces are won by higher-precedence policies ({}); this policy leaves them alone there",
+            summary.shadowed.len(),
+            namespaces.len(),
+            winners.into_iter().collect::<Vec<_>>().join(", ")
+        );
+        ctx.publish(&policy, EventType::Normal, "Shadowed", note)
+            .await;
+    }
+
+    // A retry comes within a second; writing the in-between state would only make status flap.
+    if !retry {
+        write_status(&policy, &summary, &ctx).await?;
+    }
+
+    let transient_failure = summary
+        .failures
+        .iter()
+        .any(|f| !status::TERMINAL_REASONS.contains(&f.reason.as_str()));
+    Ok(if retry || !summary.waiting.is_empty() {
+        Requeue::requeue(Duration::from_secs(1))
+    } else if transient_failure {
+        Requeue::requeue(Duration::from_secs(5))
+    } else if !summary.failures.is_empty() {
+        Requeue::requeue(NOT_OWNED_RECHECK)
+    } else {
+        Requeue::requeue(RESYNC)
+    })
+}
+
+async fn write_status(
+    policy: &TenantPolicy,
+    summary: &Summary,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let status = status::compute(summary, policy.status.as_ref(), now);
+    if policy.status.as_ref() != Some(&status) {
+        ctx.applier
+            .patch_status(&policy.name_any(), &status)
+            .await
+            .map_err(Error::Status)?;
+    }
+    Ok(())
+}
+
+/// The policy is being deleted: Retain releases every object it owns; Delete leaves them to the
+/// garbage collector (they carry its controller ownerReference).
+async fn cleanup_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let owner = owner_of(&policy);
+    let live = ctx.stores.live_for(&owner, &HashSet::new());
+    let owned = live.iter().filter(|l| l.is_owned_by(&owner)).count();
+    match policy.spec.deletion_policy {
+        DeletionPolicy::Retain => {
+            let actions: Vec<Action> = diff::release_all(&owner, &live);
+            let memory = ctx.memory(&owner.name);
+            let outcomes = ctx
+                .applier
+                .execute(&owner, actions, &memory.not_owned)
+                .await;
+            let left = outcomes
+                .iter()
+                .filter(|o| !matches!(o, Outcome::Released(_)))
+                .count();
+            if left > 0 {
+                return Err(Error::ReleaseIncomplete(left));
+            }
+            ctx.publish(
+                &policy,
+                EventType::Normal,
+                "Released",
+                format!("policy deleted: released {owned} objects (deletionPolicy Retain)"),
+            )
+            .await;
+        }
+        DeletionPolicy::Delete => {
+            ctx.publish(&policy, EventType::Normal, "Deleting", format!("policy deleted: {owned} objects are removed by the garbage collector (deletionPolicy Delete)")).await;
+        }
+    }
+    ctx.memory.lock().expect("not poisoned").remove(&owner.name);
+    info!(policy = %owner.name, "policy cleaned up");
+    Ok(Requeue::await_change())
+}
+
+fn fingerprint(parts: impl Hash) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    parts.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Objects from a watch whose `fingerprint` changed, and every deletion; relists end with a
+/// signal on `relisted` (a watch gap may hide deletions, so the caller reconciles everything).
+fn changes<K: Resource + Clone + Send + 'static>(
+    events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    fingerprint: impl Fn(&K) -> u64 + Send + 'static,
+    relisted: mpsc::UnboundedSender<()>,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    events.filter_map(move |event| {
+        let passed = match event {
+            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                let uid = o.meta().uid.clone().unwrap_or_default();
+                let print = fingerprint(&o);
+                (seen.insert(uid, print) != Some(print)).then_some(Ok(o))
+            }
+            Ok(watcher::Event::Delete(o)) => {
+                seen.remove(o.meta().uid.as_deref().unwrap_or_default());
+                Some(Ok(o))
+            }
+            Ok(watcher::Event::InitDone) => {
+                let _ = relisted.send(());
+                None
+            }
+            Ok(watcher::Event::Init) => None,
+            Err(e) => Some(Err(e)),
+        };
+        future::ready(passed)
+    })
+}
+
+fn managed_fingerprint<K: ManagedResource>(object: &K) -> u64 {
+    let meta = object.meta();
+    let owners: Vec<&str> = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .map(|r| r.uid.as_str())
+        .collect();
+    fingerprint((
+        object.spec_value().to_string(),
+        &meta.labels,
+        owners,
+        meta.deletion_timestamp.is_some(),
+    ))
+}
+
+/// A label-selected watch of one managed kind, cached, mapped to the policy named in its label.
+fn managed_watch<K: ManagedResource>(
+    client: &Client,
+    relisted: mpsc::UnboundedSender<()>,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) {
+    let (store, writer) = reflector::store();
+    let events = watcher(
+        Api::<K>::all(client.clone()),
+        watcher::Config::default().labels(MANAGED_SELECTOR),
+    )
+    .default_backoff()
+    .modify(K::strip)
+    .reflect(writer);
+    (store, changes(events, managed_fingerprint::<K>, relisted))
+}
+
+fn policy_of<K: Resource>(object: K) -> Option<ObjectRef<TenantPolicy>> {
+    object
+        .labels()
+        .get(POLICY_LABEL)
+        .map(|name| ObjectRef::new(name))
+}
+
+/// Runs the controller until SIGTERM or Ctrl-C.
+pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+    // Policy changes (spec, finalizers, deletion) and namespace changes (labels, deletion) can
+    // move overlaps anywhere, so they trigger every policy; policies are few.
+    let (all_tx, all_rx) = mpsc::unbounded_channel::<()>();
+
+    let mut policy_config = watcher::Config::default();
+    if let Some(selector) = &settings.policy_selector {
+        policy_config = policy_config.labels(selector);
+    }
+    let (policies, policy_writer) = reflector::store();
+    let policy_events = watcher(Api::<TenantPolicy>::all(client.clone()), policy_config)
+        .default_backoff()
+        .modify(|p| p.managed_fields_mut().clear())
+        .reflect(policy_writer);
+    let policy_tx = all_tx.clone();
+    let policy_stream = changes(
+        policy_events,
+        |p: &TenantPolicy| {
+            fingerprint((
+                p.meta().generation,
+                p.finalizers(),
+                p.meta().deletion_timestamp.is_some(),
+            ))
+        },
+        all_tx.clone(),
+    )
+    .inspect(move |_| {
+        let _ = policy_tx.send(());
+    });
+
+    let (namespaces, ns_writer) = reflector::store();
+    let ns_events = watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|ns: &mut PartialObjectMeta<Namespace>| {
+        ns.metadata.managed_fields = None;
+        ns.metadata.annotations = None;
+    })
+    .reflect(ns_writer);
+    let ns_tx = all_tx.clone();
+    let ns_stream = changes(
+        ns_events,
+        |ns: &PartialObjectMeta<Namespace>| {
+            fingerprint((
+                &ns.metadata.labels,
+                ns.metadata.deletion_timestamp.is_some(),
+            ))
+        },
+        all_tx.clone(),
+    )
+    .for_each(move |_| {
+        let _ = ns_tx.send(());
+        future::ready(())
+    });
+
+    let (limit_ranges, lr_stream) = managed_watch::<LimitRange>(&client, all_tx.clone());
+    let (quotas, rq_stream) = managed_watch::<ResourceQuota>(&client, all_tx.clone());
+    let (pdbs, pdb_stream) = managed_watch::<PodDisruptionBudget>(&client, all_tx.clone());
+    drop(all_tx);
+
+    let stores = Stores {
+        policies: policies.clone(),
+        namespaces,
+        limit_ranges,
+        quotas,
+        pdbs,
+    };
+    let reporter = Reporter {
+        controller: "tenantry".into(),
+        instance: settings.instance.clone(),
+    };
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        stores: stores.clone(),
+        applier: Applier::new(client.clone(), metrics.clone(), settings.write_concurrency),
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics: metrics.clone(),
+        memory: Mutex::new(HashMap::new()),
+    });
+
+    let ready_metrics = metrics.clone();
+    let ready_stores = stores.clone();
+    tokio::spawn(async move {
+        if ready_stores.wait_ready().await.is_ok() {
+            info!("caches synced");
+            ready_metrics.set_ready(true);
+        }
+    });
+    // The namespace stream only feeds its cache and the all-policies trigger.
+    tokio::spawn(ns_stream);
+
+    let all_trigger = futures::stream::unfold(all_rx, |mut rx| async move {
+        rx.recv().await?;
+        // Coalesce a burst (a relist, many namespaces at once) into one trigger.
+        while rx.try_recv().is_ok() {}
+        Some(((), rx))
+    });
+
+    Controller::for_stream(policy_stream, policies)
+        .with_config(ControllerConfig::default().concurrency(settings.reconcile_concurrency))
+        .watches_stream(lr_stream, policy_of)
+        .watches_stream(rq_stream, policy_of)
+        .watches_stream(pdb_stream, policy_of)
+        .reconcile_all_on(all_trigger)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile request not handled");
+            }
+            future::ready(())
+        })
+        .await;
+    info!("controller stopped");
+    Ok(())
+}
