@@ -82,18 +82,59 @@ pub struct Stores {
     pub pdbs: Store<PodDisruptionBudget>,
 }
 
-impl Stores {
-    async fn wait_ready(&self) -> Result<(), Error> {
-        let ready = futures::try_join!(
-            self.policies.wait_until_ready(),
-            self.namespaces.wait_until_ready(),
-            self.limit_ranges.wait_until_ready(),
-            self.quotas.wait_until_ready(),
-            self.pdbs.wait_until_ready(),
-        );
-        ready.map(|_| ()).map_err(|_| Error::CachesGone)
+/// Whether every watch has finished its first list. Tracked here rather than with
+/// `Store::wait_until_ready`, whose one-shot channel wakes only the last of several waiters.
+pub struct Synced {
+    remaining: std::sync::atomic::AtomicUsize,
+    tx: tokio::sync::watch::Sender<bool>,
+}
+
+impl Synced {
+    fn new(watches: usize) -> Arc<Self> {
+        Arc::new(Self {
+            remaining: watches.into(),
+            tx: tokio::sync::watch::channel(false).0,
+        })
     }
 
+    /// Called once per watch when its first list is in the cache.
+    fn watch_listed(&self) {
+        if self
+            .remaining
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            self.tx.send_replace(true);
+        }
+    }
+
+    pub async fn wait(&self) -> Result<(), Error> {
+        let mut rx = self.tx.subscribe();
+        rx.wait_for(|synced| *synced)
+            .await
+            .map(|_| ())
+            .map_err(|_| Error::CachesGone)
+    }
+}
+
+/// What a watch stream does when it finishes a list: the first time, count it as synced; every
+/// time, trigger all policies (a watch gap may have hidden deletions).
+fn on_listed(
+    synced: &Arc<Synced>,
+    relisted: &mpsc::UnboundedSender<()>,
+) -> impl FnMut() + Send + 'static {
+    let synced = synced.clone();
+    let relisted = relisted.clone();
+    let mut first = true;
+    move || {
+        if std::mem::take(&mut first) {
+            synced.watch_listed();
+        }
+        let _ = relisted.send(());
+    }
+}
+
+impl Stores {
     /// Tenantry-managed objects that concern `owner`: labelled for it, or at a key it wants.
     fn live_for(&self, owner: &Owner, wanted: &HashSet<&ObjectKey>) -> Vec<Live> {
         let mut live = Vec::new();
@@ -164,6 +205,7 @@ pub struct Context {
     pub applier: Applier,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    pub synced: Arc<Synced>,
     memory: Mutex<HashMap<String, Arc<PolicyMemory>>>,
 }
 
@@ -235,7 +277,7 @@ fn listing<'a>(items: impl Iterator<Item = (&'a ObjectKey, String)>) -> String {
 }
 
 pub async fn reconcile(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Requeue, Error> {
-    ctx.stores.wait_ready().await?;
+    ctx.synced.wait().await?;
     let started = Instant::now();
     ctx.metrics.reconciles.inc();
     let api: Api<TenantPolicy> = Api::all(ctx.client.clone());
@@ -601,12 +643,12 @@ fn fingerprint(parts: impl Hash) -> u64 {
     hasher.finish()
 }
 
-/// Objects from a watch whose `fingerprint` changed, and every deletion; relists end with a
-/// signal on `relisted` (a watch gap may hide deletions, so the caller reconciles everything).
+/// Objects from a watch whose `fingerprint` changed, and every deletion; `listed` runs when a
+/// (re)list is complete and in the cache.
 fn changes<K: Resource + Clone + Send + 'static>(
     events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     fingerprint: impl Fn(&K) -> u64 + Send + 'static,
-    relisted: mpsc::UnboundedSender<()>,
+    mut listed: impl FnMut() + Send + 'static,
 ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
     let mut seen: HashMap<String, u64> = HashMap::new();
     events.filter_map(move |event| {
@@ -621,7 +663,7 @@ fn changes<K: Resource + Clone + Send + 'static>(
                 Some(Ok(o))
             }
             Ok(watcher::Event::InitDone) => {
-                let _ = relisted.send(());
+                listed();
                 None
             }
             Ok(watcher::Event::Init) => None,
@@ -650,7 +692,7 @@ fn managed_fingerprint<K: ManagedResource>(object: &K) -> u64 {
 /// A label-selected watch of one managed kind, cached, mapped to the policy named in its label.
 fn managed_watch<K: ManagedResource>(
     client: &Client,
-    relisted: mpsc::UnboundedSender<()>,
+    listed: impl FnMut() + Send + 'static,
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -663,7 +705,7 @@ fn managed_watch<K: ManagedResource>(
     .default_backoff()
     .modify(K::strip)
     .reflect(writer);
-    (store, changes(events, managed_fingerprint::<K>, relisted))
+    (store, changes(events, managed_fingerprint::<K>, listed))
 }
 
 fn policy_of<K: Resource>(object: K) -> Option<ObjectRef<TenantPolicy>> {
@@ -678,6 +720,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
     // Policy changes (spec, finalizers, deletion) and namespace changes (labels, deletion) can
     // move overlaps anywhere, so they trigger every policy; policies are few.
     let (all_tx, all_rx) = mpsc::unbounded_channel::<()>();
+    let synced = Synced::new(5);
 
     let mut policy_config = watcher::Config::default();
     if let Some(selector) = &settings.policy_selector {
@@ -698,7 +741,7 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                 p.meta().deletion_timestamp.is_some(),
             ))
         },
-        all_tx.clone(),
+        on_listed(&synced, &all_tx),
     )
     .inspect(move |_| {
         let _ = policy_tx.send(());
@@ -724,16 +767,23 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
                 ns.metadata.deletion_timestamp.is_some(),
             ))
         },
-        all_tx.clone(),
+        on_listed(&synced, &all_tx),
     )
-    .for_each(move |_| {
-        let _ = ns_tx.send(());
+    .for_each(move |change| {
+        match change {
+            Ok(_) => {
+                let _ = ns_tx.send(());
+            }
+            Err(e) => warn!(error = %e, "namespace watch failed; retrying with backoff"),
+        }
         future::ready(())
     });
 
-    let (limit_ranges, lr_stream) = managed_watch::<LimitRange>(&client, all_tx.clone());
-    let (quotas, rq_stream) = managed_watch::<ResourceQuota>(&client, all_tx.clone());
-    let (pdbs, pdb_stream) = managed_watch::<PodDisruptionBudget>(&client, all_tx.clone());
+    let (limit_ranges, lr_stream) =
+        managed_watch::<LimitRange>(&client, on_listed(&synced, &all_tx));
+    let (quotas, rq_stream) = managed_watch::<ResourceQuota>(&client, on_listed(&synced, &all_tx));
+    let (pdbs, pdb_stream) =
+        managed_watch::<PodDisruptionBudget>(&client, on_listed(&synced, &all_tx));
     drop(all_tx);
 
     let stores = Stores {
@@ -753,13 +803,14 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
         applier: Applier::new(client.clone(), metrics.clone(), settings.write_concurrency),
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
+        synced: synced.clone(),
         memory: Mutex::new(HashMap::new()),
     });
 
     let ready_metrics = metrics.clone();
-    let ready_stores = stores.clone();
+    let ready_synced = synced.clone();
     tokio::spawn(async move {
-        if ready_stores.wait_ready().await.is_ok() {
+        if ready_synced.wait().await.is_ok() {
             info!("caches synced");
             ready_metrics.set_ready(true);
         }

@@ -163,3 +163,231 @@ impl Drop for TestNamespace {
         ]);
     }
 }
+
+/// Label that scopes a test's policies to the controller the test started.
+pub const SHARD_LABEL: &str = "e2e.tenantry.io/shard";
+
+/// A `tenantry run` process of this build, handling only the policies labelled with its shard.
+/// Killed when dropped.
+pub struct Operator {
+    child: Option<std::process::Child>,
+    pub shard: String,
+    port: u16,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    pub async fn start(shard: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = repo_root().join("target/e2e-logs");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join(format!("{shard}-{port}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+            .args(["run", "--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args(["--policy-selector", &format!("{SHARD_LABEL}={shard}")])
+            .env("KUBECONFIG", kubeconfig_path())
+            .env(
+                "RUST_LOG",
+                std::env::var("E2E_OPERATOR_LOG")
+                    .unwrap_or_else(|_| "info,tenantry=debug,kube=warn".into()),
+            )
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("start tenantry run");
+        let operator = Self {
+            child: Some(child),
+            shard: shard.into(),
+            port,
+            log,
+        };
+        let probe = operator.port;
+        eventually("the operator's /readyz", || async move {
+            (http_get(probe, "/readyz").map(|(code, _)| code) == Some(200)).then_some(())
+        })
+        .await;
+        operator
+    }
+
+    /// The sum of a metric's series whose label text contains every `filter` (e.g. `verb="create"`).
+    pub fn metric(&self, name: &str, filters: &[&str]) -> f64 {
+        let (_, body) = http_get(self.port, "/metrics").expect("metrics answer");
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .filter(|l| filters.iter().all(|f| l.contains(f)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Writes of managed objects and status (Events and the finalizer are not counted).
+    pub fn object_and_status_writes(&self) -> f64 {
+        ["create", "apply", "patch", "delete", "status"]
+            .iter()
+            .map(|verb| self.metric("tenantry_api_writes_total", &[&format!("verb=\"{verb}\"")]))
+            .sum()
+    }
+
+    pub fn reconciles(&self) -> f64 {
+        self.metric("tenantry_reconciles_total", &[])
+    }
+
+    /// Stops the process with SIGTERM (graceful shutdown) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if child.try_wait().unwrap().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A plain HTTP/1.0 GET on loopback: (status code, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((code, body))
+}
+
+/// A TenantPolicy created for a test, labelled with the test's shard; deleted (waiting for its
+/// finalizer, so drop it before the Operator) when dropped.
+pub struct TestPolicy {
+    pub name: String,
+}
+
+impl TestPolicy {
+    pub async fn create(
+        client: &Client,
+        operator: &Operator,
+        prefix: &str,
+        spec: serde_json::Value,
+    ) -> Self {
+        let name = unique_name(prefix);
+        Self::create_named(client, operator, &name, spec).await
+    }
+
+    pub async fn create_named(
+        client: &Client,
+        operator: &Operator,
+        name: &str,
+        spec: serde_json::Value,
+    ) -> Self {
+        let policy: tenantry::api::TenantPolicy = serde_json::from_value(serde_json::json!({
+            "apiVersion": "tenantry.io/v1alpha1", "kind": "TenantPolicy",
+            "metadata": {"name": name, "labels": {SHARD_LABEL: operator.shard}},
+            "spec": spec,
+        }))
+        .expect("a valid TenantPolicy");
+        Api::<tenantry::api::TenantPolicy>::all(client.clone())
+            .create(&PostParams::default(), &policy)
+            .await
+            .expect("create TenantPolicy");
+        Self { name: name.into() }
+    }
+
+    pub async fn get(&self, client: &Client) -> tenantry::api::TenantPolicy {
+        Api::<tenantry::api::TenantPolicy>::all(client.clone())
+            .get(&self.name)
+            .await
+            .expect("get policy")
+    }
+
+    /// Waits until status describes the current generation with Ready=True, and returns it.
+    pub async fn wait_ready(&self, client: &Client) -> tenantry::api::TenantPolicyStatus {
+        self.wait_condition(client, "Ready", "True").await
+    }
+
+    /// Waits until status describes the current generation and the condition has that status.
+    pub async fn wait_condition(
+        &self,
+        client: &Client,
+        type_: &str,
+        status: &str,
+    ) -> tenantry::api::TenantPolicyStatus {
+        let api = Api::<tenantry::api::TenantPolicy>::all(client.clone());
+        let what = format!("policy {} to have {type_}={status}", self.name);
+        eventually(&what, || {
+            let api = api.clone();
+            async move {
+                let p = api.get(&self.name).await.ok()?;
+                let s = p.status?;
+                let current = s.observed_generation == p.metadata.generation;
+                let holds = s
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == type_ && c.status == status);
+                (current && holds).then_some(s)
+            }
+        })
+        .await
+    }
+
+    /// Replaces the spec (read, modify, replace: a new generation).
+    pub async fn set_spec(&self, client: &Client, spec: serde_json::Value) {
+        let api = Api::<tenantry::api::TenantPolicy>::all(client.clone());
+        let mut policy = api.get(&self.name).await.expect("get policy");
+        policy.spec = serde_json::from_value(spec).expect("a valid spec");
+        api.replace(&self.name, &PostParams::default(), &policy)
+            .await
+            .expect("replace policy");
+    }
+}
+
+impl Drop for TestPolicy {
+    fn drop(&mut self) {
+        let _ = kubectl(&[
+            "delete",
+            "tenantpolicy",
+            &self.name,
+            "--ignore-not-found",
+            "--timeout=30s",
+        ]);
+    }
+}
+
+/// Notes of the Events recorded about a policy with this reason.
+pub async fn event_notes(client: &Client, policy: &str, reason: &str) -> Vec<String> {
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), "default");
+    events
+        .list(&Default::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(policy)
+                && e.reason.as_deref() == Some(reason)
+        })
+        .filter_map(|e| e.note)
+        .collect()
+}

@@ -1,3 +1,4 @@
 //! End-to-end tests against the real local control plane (`make test` starts it).
+mod controller;
 mod harness;
 mod smoke;

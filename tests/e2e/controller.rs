@@ -1,0 +1,702 @@
+//! The TenantPolicy controller against the real control plane: selection, building, overlaps,
+//! deletionPolicy, drift, ownership, status and restarts. Each test runs its own operator process
+//! scoped to its own policies, so tests run in parallel and counters are the test's own.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, Pod, ResourceQuota};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use tenantry::api::{MANAGED_BY_LABEL, POLICY_LABEL};
+
+use crate::harness::{
+    Operator, TestNamespace, TestPolicy, client, event_notes, eventually, kubectl, kubectl_ok,
+    unique_name,
+};
+use crate::smoke::install_crd;
+
+fn defaults_limit_range(name: &str) -> Value {
+    json!({"name": name, "limits": [{"type": "Container",
+        "default": {"cpu": "300m", "memory": "200Mi"},
+        "defaultRequest": {"cpu": "200m", "memory": "100Mi"},
+        "max": {"cpu": "2", "memory": "1Gi"}}]})
+}
+
+fn quota(name: &str, pods: &str) -> Value {
+    json!({"name": name, "hard": {"pods": pods, "requests.cpu": "4", "requests.memory": "8Gi"}})
+}
+
+fn pdb(name: &str) -> Value {
+    json!({"name": name, "selector": {"matchLabels": {"app": name}}, "minAvailable": 2})
+}
+
+async fn setup(shard_prefix: &str) -> (Client, Operator) {
+    let client = client().await;
+    install_crd(&client).await;
+    let operator = Operator::start(&unique_name(shard_prefix)).await;
+    (client, operator)
+}
+
+/// Names of the objects of kind K in a namespace carrying Tenantry's labels, with their policy.
+async fn managed<K>(client: &Client, ns: &str) -> BTreeMap<String, String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    api.list(&kube::api::ListParams::default().labels(tenantry::controller::MANAGED_SELECTOR))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|o| {
+            (
+                o.name_any(),
+                o.labels().get(POLICY_LABEL).cloned().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+async fn wait_gone<K>(client: &Client, ns: &str, name: &str)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    eventually(&format!("{ns}/{name} to be gone"), || {
+        let api = api.clone();
+        async move { api.get_opt(name).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+}
+
+async fn wait_present<K>(client: &Client, ns: &str, name: &str) -> K
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    eventually(&format!("{ns}/{name} to exist"), || {
+        let api = api.clone();
+        async move { api.get_opt(name).await.unwrap() }
+    })
+    .await
+}
+
+fn pod(name: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn governed_namespace_gives_besteffort_pods_defaults_and_enforces_the_quota() {
+    let (client, operator) = setup("besteffort").await;
+    let ns = TestNamespace::create(&client, "e2e-mia").await;
+    let policy = TestPolicy::create(
+        &client,
+        &operator,
+        "team-mia",
+        json!({
+            "namespaces": [ns.name],
+            "limitRanges": [defaults_limit_range("defaults")],
+            "resourceQuotas": [quota("compute", "2")],
+        }),
+    )
+    .await;
+    let status = policy.wait_ready(&client).await;
+    assert_eq!(
+        (status.selected_namespaces, status.ready_namespaces),
+        (1, 1)
+    );
+    ns.wait_for_default_service_account(&client).await;
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &ns.name);
+    eventually("the quota's status.hard", || {
+        let quotas = quotas.clone();
+        async move { quotas.get("compute").await.ok()?.status?.hard }
+    })
+    .await;
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let created = pods
+        .create(&PostParams::default(), &pod("app-1"))
+        .await
+        .expect("first pod admitted");
+    let resources = created.spec.unwrap().containers[0]
+        .resources
+        .clone()
+        .unwrap();
+    assert_eq!(resources.requests.unwrap()["cpu"].0, "200m");
+    assert_eq!(resources.limits.unwrap()["memory"].0, "200Mi");
+    assert_eq!(
+        created.status.unwrap().qos_class.as_deref(),
+        Some("Burstable")
+    );
+
+    pods.create(&PostParams::default(), &pod("app-2"))
+        .await
+        .expect("second pod admitted");
+    let err = pods
+        .create(&PostParams::default(), &pod("app-3"))
+        .await
+        .expect_err("a third pod exceeds pods: 2");
+    let kube::Error::Api(s) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(s.code, 403);
+    assert!(
+        s.message.contains("exceeded quota: compute"),
+        "{}",
+        s.message
+    );
+    drop(policy);
+}
+
+#[tokio::test]
+async fn selection_by_label_and_by_name_and_system_namespaces_only_when_named() {
+    let (client, operator) = setup("select").await;
+    let tenant = unique_name("t");
+    let labelled = TestNamespace::create_labelled(
+        &client,
+        "e2e-labelled",
+        &[("e2e.tenantry.io/tenant", &tenant)],
+    )
+    .await;
+    let named = TestNamespace::create(&client, "e2e-named").await;
+    let other = TestNamespace::create(&client, "e2e-other").await;
+    // Selects by name label too: kube-system carries kubernetes.io/metadata.name, yet is never
+    // selected by a selector; kube-public is, because it is named.
+    let lr_name = unique_name("sys");
+    let policy = TestPolicy::create(&client, &operator, "select", json!({
+        "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In",
+            "values": [labelled.name, "kube-system", "kube-node-lease"]}]},
+        "namespaces": [named.name, "kube-public"],
+        "limitRanges": [defaults_limit_range(&lr_name)],
+    }))
+    .await;
+    let status = policy.wait_ready(&client).await;
+    assert_eq!(
+        (status.selected_namespaces, status.ready_namespaces),
+        (3, 3)
+    );
+    for ns in [labelled.name.as_str(), named.name.as_str(), "kube-public"] {
+        assert_eq!(
+            managed::<LimitRange>(&client, ns).await.get(&lr_name),
+            Some(&policy.name),
+            "{ns}"
+        );
+    }
+    for ns in [other.name.as_str(), "kube-system", "kube-node-lease"] {
+        assert!(
+            !managed::<LimitRange>(&client, ns)
+                .await
+                .contains_key(&lr_name),
+            "{ns} must not be governed"
+        );
+    }
+
+    // A label match alone selects: a selector on a team label.
+    let label_policy_lr = unique_name("bylabel");
+    let by_label = TestPolicy::create(
+        &client,
+        &operator,
+        "bylabel",
+        json!({
+            "namespaceSelector": {"matchLabels": {"e2e.tenantry.io/tenant": tenant}},
+            "limitRanges": [defaults_limit_range(&label_policy_lr)],
+        }),
+    )
+    .await;
+    assert_eq!(by_label.wait_ready(&client).await.selected_namespaces, 1);
+    assert!(
+        managed::<LimitRange>(&client, &labelled.name)
+            .await
+            .contains_key(&label_policy_lr)
+    );
+    drop((policy, by_label));
+    wait_gone::<LimitRange>(&client, "kube-public", &lr_name).await;
+}
+
+#[tokio::test]
+async fn unselected_namespaces_lose_objects_with_delete_and_keep_them_unlabelled_with_retain() {
+    let (client, operator) = setup("unselect").await;
+    let tenant = unique_name("t");
+    let by_label = TestNamespace::create_labelled(
+        &client,
+        "e2e-bylabel",
+        &[("e2e.tenantry.io/tenant", &tenant)],
+    )
+    .await;
+    let by_name = TestNamespace::create(&client, "e2e-byname").await;
+    let delete = TestPolicy::create(
+        &client,
+        &operator,
+        "deleting",
+        json!({
+            "namespaceSelector": {"matchLabels": {"e2e.tenantry.io/tenant": tenant}},
+            "limitRanges": [defaults_limit_range("defaults")],
+        }),
+    )
+    .await;
+    let retain = TestPolicy::create(
+        &client,
+        &operator,
+        "retaining",
+        json!({
+            "namespaces": [by_name.name], "deletionPolicy": "Retain",
+            "resourceQuotas": [quota("compute", "10")],
+        }),
+    )
+    .await;
+    delete.wait_ready(&client).await;
+    retain.wait_ready(&client).await;
+    wait_present::<LimitRange>(&client, &by_label.name, "defaults").await;
+    wait_present::<ResourceQuota>(&client, &by_name.name, "compute").await;
+
+    // Label removed: Delete removes the objects.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .patch(
+            &by_label.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"e2e.tenantry.io/tenant": null}}})),
+        )
+        .await
+        .unwrap();
+    wait_gone::<LimitRange>(&client, &by_label.name, "defaults").await;
+
+    // Name dropped: Retain keeps the object, without Tenantry's labels and owner.
+    retain.set_spec(&client, json!({"namespaces": [], "deletionPolicy": "Retain", "resourceQuotas": [quota("compute", "10")]})).await;
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &by_name.name);
+    let kept = eventually("the retained quota to be released", || {
+        let quotas = quotas.clone();
+        async move {
+            let q = quotas.get("compute").await.ok()?;
+            (!q.labels().contains_key(MANAGED_BY_LABEL)).then_some(q)
+        }
+    })
+    .await;
+    assert!(!kept.labels().contains_key(POLICY_LABEL));
+    assert!(
+        kept.owner_references().is_empty(),
+        "{:?}",
+        kept.owner_references()
+    );
+    assert_eq!(kept.spec.unwrap().hard.unwrap()["pods"].0, "10");
+    let status = retain.wait_ready(&client).await;
+    assert_eq!(status.selected_namespaces, 0);
+}
+
+#[tokio::test]
+async fn deleting_a_policy_garbage_collects_with_delete_and_keeps_with_retain() {
+    let (client, operator) = setup("poldel").await;
+    let ns = TestNamespace::create(&client, "e2e-poldel").await;
+    let delete = TestPolicy::create(
+        &client,
+        &operator,
+        "gc",
+        json!({
+            "namespaces": [ns.name], "limitRanges": [defaults_limit_range("defaults")],
+        }),
+    )
+    .await;
+    let retain = TestPolicy::create(&client, &operator, "keep", json!({
+        "namespaces": [ns.name], "deletionPolicy": "Retain", "podDisruptionBudgets": [pdb("trino-worker")],
+    }))
+    .await;
+    delete.wait_ready(&client).await;
+    retain.wait_ready(&client).await;
+    wait_present::<LimitRange>(&client, &ns.name, "defaults").await;
+    wait_present::<PodDisruptionBudget>(&client, &ns.name, "trino-worker").await;
+
+    drop(delete);
+    wait_gone::<LimitRange>(&client, &ns.name, "defaults").await;
+    drop(retain);
+    let kept: PodDisruptionBudget = Api::namespaced(client.clone(), &ns.name)
+        .get("trino-worker")
+        .await
+        .expect("retained");
+    assert!(!kept.labels().contains_key(MANAGED_BY_LABEL));
+    assert!(kept.owner_references().is_empty());
+}
+
+#[tokio::test]
+async fn drift_is_reverted_from_the_watch_with_warning_events() {
+    let (client, operator) = setup("drift").await;
+    let ns = TestNamespace::create(&client, "e2e-drift").await;
+    let policy = TestPolicy::create(
+        &client,
+        &operator,
+        "drift",
+        json!({
+            "namespaces": [ns.name],
+            "limitRanges": [defaults_limit_range("defaults")],
+            "resourceQuotas": [quota("compute", "20")],
+        }),
+    )
+    .await;
+    policy.wait_ready(&client).await;
+    let ranges: Api<LimitRange> = Api::namespaced(client.clone(), &ns.name);
+    let original = wait_present::<LimitRange>(&client, &ns.name, "defaults").await;
+
+    ranges
+        .delete("defaults", &DeleteParams::default())
+        .await
+        .unwrap();
+    let uid = original.uid();
+    let recreated = eventually("the deleted LimitRange to be recreated", || {
+        let ranges = ranges.clone();
+        let uid = uid.clone();
+        async move {
+            ranges
+                .get_opt("defaults")
+                .await
+                .unwrap()
+                .filter(|r| r.uid() != uid)
+        }
+    })
+    .await;
+    assert_eq!(recreated.spec, original.spec);
+
+    kubectl_ok(&[
+        "patch",
+        "resourcequota",
+        "compute",
+        "-n",
+        &ns.name,
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"hard":{"pods":"500","services":"3"}}}"#,
+    ]);
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &ns.name);
+    eventually("the edited quota to be reverted exactly", || {
+        let quotas = quotas.clone();
+        async move {
+            let hard = quotas.get("compute").await.ok()?.spec?.hard?;
+            (hard.get("pods")?.0 == "20" && !hard.contains_key("services")).then_some(())
+        }
+    })
+    .await;
+
+    let notes = eventually("two DriftCorrected Events", || {
+        let client = client.clone();
+        let name = policy.name.clone();
+        async move {
+            let notes = event_notes(&client, &name, "DriftCorrected").await;
+            (notes.len() >= 2).then_some(notes)
+        }
+    })
+    .await;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("LimitRange/defaults (deleted)")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("ResourceQuota/compute (changed by kubectl-patch)")),
+        "{notes:?}"
+    );
+    assert!(operator.metric("tenantry_drift_corrections_total", &[]) >= 2.0);
+}
+
+#[tokio::test]
+async fn an_existing_object_we_do_not_own_is_untouched_and_reported() {
+    let (client, operator) = setup("notowned").await;
+    let ns = TestNamespace::create(&client, "e2e-notowned").await;
+    let ranges: Api<LimitRange> = Api::namespaced(client.clone(), &ns.name);
+    let theirs: LimitRange = serde_json::from_value(json!({
+        "metadata": {"name": "defaults", "labels": {"team": "theirs"}},
+        "spec": {"limits": [{"type": "Container", "default": {"cpu": "1"}}]}
+    }))
+    .unwrap();
+    let theirs = ranges
+        .create(&PostParams::default(), &theirs)
+        .await
+        .unwrap();
+
+    let policy = TestPolicy::create(
+        &client,
+        &operator,
+        "notowned",
+        json!({
+            "namespaces": [ns.name],
+            "limitRanges": [defaults_limit_range("defaults")],
+            "resourceQuotas": [quota("compute", "20")],
+        }),
+    )
+    .await;
+    let status = policy.wait_condition(&client, "Stalled", "True").await;
+    assert_eq!(
+        (
+            status.selected_namespaces,
+            status.ready_namespaces,
+            status.failed_namespaces
+        ),
+        (1, 0, 1)
+    );
+    assert_eq!(status.failures.len(), 1, "{:?}", status.failures);
+    let failure = &status.failures[0];
+    assert_eq!(
+        (
+            failure.namespace.as_str(),
+            failure.kind.as_str(),
+            failure.name.as_str(),
+            failure.reason.as_str()
+        ),
+        (ns.name.as_str(), "LimitRange", "defaults", "NotOwned")
+    );
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "NotOwned")
+    );
+
+    // The rest of the policy still applies; the foreign object is exactly as it was.
+    wait_present::<ResourceQuota>(&client, &ns.name, "compute").await;
+    let after = ranges.get("defaults").await.unwrap();
+    assert_eq!(after.resource_version(), theirs.resource_version());
+    assert!(!after.labels().contains_key(MANAGED_BY_LABEL));
+    let notes = eventually("a NotOwned Event", || {
+        let client = client.clone();
+        let name = policy.name.clone();
+        async move {
+            let notes = event_notes(&client, &name, "NotOwned").await;
+            (!notes.is_empty()).then_some(notes)
+        }
+    })
+    .await;
+    assert!(
+        notes[0].contains(&format!("{}/LimitRange/defaults", ns.name)),
+        "{notes:?}"
+    );
+
+    // Once the owner removes theirs, the policy takes the name and recovers.
+    ranges
+        .delete("defaults", &DeleteParams::default())
+        .await
+        .unwrap();
+    let status = policy.wait_ready(&client).await;
+    assert_eq!((status.ready_namespaces, status.failed_namespaces), (1, 0));
+    assert!(status.failures.is_empty());
+}
+
+#[tokio::test]
+async fn overlapping_policies_split_each_kind_by_priority_then_name_without_flapping() {
+    let (client, operator) = setup("overlap").await;
+    let ns = TestNamespace::create(&client, "e2e-overlap").await;
+    let suffix = unique_name("o");
+    let high = TestPolicy::create_named(&client, &operator, &format!("high-{suffix}"), json!({
+        "priority": 10, "namespaces": [ns.name], "limitRanges": [defaults_limit_range("high-defaults")],
+    }))
+    .await;
+    let low = TestPolicy::create_named(
+        &client,
+        &operator,
+        &format!("low-{suffix}"),
+        json!({
+            "priority": 1, "namespaces": [ns.name],
+            "limitRanges": [defaults_limit_range("low-defaults")],
+            "resourceQuotas": [quota("low-compute", "20")],
+        }),
+    )
+    .await;
+    let tie_a = TestPolicy::create_named(
+        &client,
+        &operator,
+        &format!("a-tie-{suffix}"),
+        json!({
+            "priority": 5, "namespaces": [ns.name], "podDisruptionBudgets": [pdb("a-budget")],
+        }),
+    )
+    .await;
+    let tie_b = TestPolicy::create_named(
+        &client,
+        &operator,
+        &format!("b-tie-{suffix}"),
+        json!({
+            "priority": 5, "namespaces": [ns.name], "podDisruptionBudgets": [pdb("b-budget")],
+        }),
+    )
+    .await;
+    for p in [&high, &low, &tie_a, &tie_b] {
+        p.wait_ready(&client).await;
+    }
+    let expect = |m: BTreeMap<String, String>, name: &str, policy: &TestPolicy| {
+        assert_eq!(m, BTreeMap::from([(name.to_owned(), policy.name.clone())]));
+    };
+    let lr_done = eventually("only the winner's LimitRange", || {
+        let client = client.clone();
+        let ns = ns.name.clone();
+        async move {
+            let m = managed::<LimitRange>(&client, &ns).await;
+            (m.len() == 1).then_some(m)
+        }
+    })
+    .await;
+    expect(lr_done, "high-defaults", &high);
+    expect(
+        managed::<ResourceQuota>(&client, &ns.name).await,
+        "low-compute",
+        &low,
+    );
+    let pdbs = eventually("only the tie winner's PDB", || {
+        let client = client.clone();
+        let ns = ns.name.clone();
+        async move {
+            let m = managed::<PodDisruptionBudget>(&client, &ns).await;
+            (m.len() == 1).then_some(m)
+        }
+    })
+    .await;
+    expect(pdbs, "a-budget", &tie_a);
+
+    for (loser, winner) in [(&low, &high), (&tie_b, &tie_a)] {
+        let status = loser.wait_ready(&client).await;
+        assert_eq!(status.shadowed_namespaces, 1);
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert_eq!(ready.reason, "Shadowed");
+        assert!(ready.message.contains(&winner.name), "{}", ready.message);
+    }
+    assert!(!event_notes(&client, &low.name, "Shadowed").await.is_empty());
+
+    // No flapping: after a full round of reconciles of all four policies, nothing was written.
+    let writes = operator.object_and_status_writes();
+    let reconciles = operator.reconciles();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .patch(
+            &ns.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"e2e.tenantry.io/poke": "1"}}})),
+        )
+        .await
+        .unwrap();
+    eventually("a reconcile of every policy", || async {
+        (operator.reconciles() >= reconciles + 4.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        operator.object_and_status_writes(),
+        writes,
+        "a converged overlap must not write"
+    );
+
+    // The winner goes: the next in line takes the kind over.
+    drop(high);
+    let m = eventually("the low policy to take the LimitRange over", || {
+        let client = client.clone();
+        let ns = ns.name.clone();
+        async move {
+            let m = managed::<LimitRange>(&client, &ns).await;
+            (m.len() == 1 && m.contains_key("low-defaults")).then_some(m)
+        }
+    })
+    .await;
+    expect(m, "low-defaults", &low);
+    let status = low.wait_ready(&client).await;
+    assert_eq!(status.shadowed_namespaces, 0);
+}
+
+#[tokio::test]
+async fn a_restart_with_everything_converged_makes_zero_writes() {
+    let (client, mut operator) = setup("restart").await;
+    let a = TestNamespace::create(&client, "e2e-restart-a").await;
+    let b = TestNamespace::create(&client, "e2e-restart-b").await;
+    let policy = TestPolicy::create(
+        &client,
+        &operator,
+        "restart",
+        json!({
+            "namespaces": [a.name, b.name],
+            "limitRanges": [defaults_limit_range("defaults")],
+            "resourceQuotas": [quota("compute", "20")],
+            "podDisruptionBudgets": [pdb("web")],
+        }),
+    )
+    .await;
+    policy.wait_ready(&client).await;
+    assert!(
+        operator.object_and_status_writes() >= 7.0,
+        "6 objects and a status were written"
+    );
+
+    operator.stop();
+    let restarted = Operator::start(&operator.shard).await;
+    eventually("the restarted operator to reconcile the policy", || async {
+        (restarted.reconciles() >= 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        restarted.object_and_status_writes(),
+        0.0,
+        "log: {}",
+        restarted.log.display()
+    );
+    assert_eq!(
+        restarted.metric("tenantry_api_writes_total", &[]),
+        0.0,
+        "no Events or finalizer writes either"
+    );
+    drop(policy);
+    drop(restarted);
+}
+
+#[tokio::test]
+async fn status_columns_and_kubectl_wait_show_the_policy() {
+    let (client, operator) = setup("columns").await;
+    let a = TestNamespace::create(&client, "e2e-cols-a").await;
+    let b = TestNamespace::create(&client, "e2e-cols-b").await;
+    let policy = TestPolicy::create(&client, &operator, "columns", json!({
+        "priority": 3, "namespaces": [a.name, b.name], "limitRanges": [defaults_limit_range("defaults")],
+    }))
+    .await;
+    let wait = kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        &format!("tenantpolicy/{}", policy.name),
+        "--timeout=60s",
+    ]);
+    assert!(wait.success, "kubectl wait: {}", wait.stderr);
+
+    let table = kubectl_ok(&["get", "tp", &policy.name]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        row[..5],
+        [policy.name.as_str(), "3", "2", "2", "Reconciled"],
+        "{table}"
+    );
+    let wide = kubectl_ok(&["get", "tp", &policy.name, "-o", "wide"]);
+    assert!(wide.contains("2/2 namespaces in policy"), "{wide}");
+
+    let p = policy.get(&client).await;
+    let status = p.status.unwrap();
+    assert_eq!(status.observed_generation, p.metadata.generation);
+    for c in &status.conditions {
+        assert_eq!(c.observed_generation, p.metadata.generation, "{c:?}");
+    }
+    let types: Vec<&str> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
+    assert_eq!(types, ["Ready", "Reconciling", "Stalled"]);
+}
