@@ -33,7 +33,7 @@ test-unit:
 	cargo test --locked
 
 test-e2e:
-	cargo test --locked --features e2e --test e2e
+	cargo test --locked --features e2e --test e2e -- --test-threads 8
 
 lint:
 	cargo fmt --all -- --check

@@ -1,19 +1,148 @@
 #!/usr/bin/env bash
-# `make demo`: the local control plane with the TenantPolicy CRD installed.
+# `make demo`: the field story, governed. A local control plane; namespaces as the operations
+# notes found them (mia full of BestEffort Deployments, online with a StatefulSet, a trino
+# coordinator/worker pair, testing); Tenantry running; the policies of config/samples applied;
+# then what they did. Stays in the foreground until Ctrl-C, or exits after printing with
+# DEMO_EXIT=1.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 export TENANTRY_STATE=${TENANTRY_STATE:-$repo/.tenantry}
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "control plane"
 kubeconfig=$(bash hack/cluster.sh up)
 export KUBECONFIG=$kubeconfig PATH=$TENANTRY_STATE/bin:$PATH
-kubectl apply --server-side -f crds/tenantry.io_tenantpolicies.yaml
+
+step "TenantPolicy CRD"
+kubectl apply --server-side --force-conflicts -f crds/tenantry.io_tenantpolicies.yaml
 kubectl wait --for=condition=Established crd/tenantpolicies.tenantry.io --timeout=60s
-echo
-echo "\$ kubectl get tenantpolicies"
-kubectl get tenantpolicies
+
+step "the field story's namespaces, ungoverned: no quota, no LimitRange, BestEffort pods"
+kubectl apply --server-side -f - <<'YAML'
+apiVersion: v1
+kind: Namespace
+metadata: {name: mia, labels: {tenantry.io/governed: "true", team: a}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: online, labels: {tenantry.io/governed: "true", team: b}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: trino, labels: {tenantry.io/governed: "true", tenantry.io/workload: trino}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: testing, labels: {team: a}}
+YAML
+for ns in mia online trino testing; do
+  until kubectl get serviceaccount default -n "$ns" >/dev/null 2>&1; do sleep 0.2; done
+done
+workloads() {
+  for app in api web worker; do
+    cat <<YAML
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: $app, namespace: mia}
+spec:
+  replicas: 7
+  selector: {matchLabels: {app: $app}}
+  template:
+    metadata: {labels: {app: $app}}
+    spec: {containers: [{name: $app, image: registry.example/mia/$app:1.0}]}
+YAML
+  done
+  cat <<'YAML'
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: orders-db, namespace: online}
+spec:
+  serviceName: orders-db
+  replicas: 1
+  selector: {matchLabels: {app: orders-db}}
+  template:
+    metadata: {labels: {app: orders-db}}
+    spec: {containers: [{name: db, image: registry.example/online/orders-db:1.0}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: trino-coordinator, namespace: trino}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: trino-coordinator}}
+  template:
+    metadata: {labels: {app: trino-coordinator}}
+    spec:
+      containers:
+        - name: trino
+          image: registry.example/trino:470
+          resources: {requests: {cpu: 500m, memory: 2Gi}, limits: {memory: 4Gi}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: trino-worker, namespace: trino}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: trino-worker}}
+  template:
+    metadata: {labels: {app: trino-worker}}
+    spec:
+      containers:
+        - name: trino
+          image: registry.example/trino:470
+          resources: {requests: {cpu: 500m, memory: 2Gi}, limits: {memory: 4Gi}}
+YAML
+}
+workloads | kubectl apply --server-side -f -
+until [ "$(kubectl get pods -n mia --no-headers 2>/dev/null | wc -l)" -ge 21 ]; do sleep 0.5; done
+echo "(no kubelet runs here: pods are admitted and stay Pending, which is all governance needs)"
+kubectl get resourcequota,limitrange -n mia 2>&1 | sed 's/^/  /'
+
+step "Tenantry"
+cargo build --locked --quiet
+log=$TENANTRY_STATE/logs/tenantry.log
+mkdir -p "$(dirname "$log")"
+./target/debug/tenantry run --metrics-addr 127.0.0.1:0 >"$log" 2>&1 &
+operator=$!
+trap 'kill $operator 2>/dev/null || true' EXIT
+until grep -q "caches synced" "$log"; do
+  kill -0 $operator 2>/dev/null || { echo "tenantry exited:"; tail -20 "$log"; exit 1; }
+  sleep 0.2
+done
+echo "running (pid $operator), log: $log"
+
+step "policies from config/samples"
+kubectl apply --server-side -f config/samples/
+kubectl wait --for=condition=Ready tenantpolicies --all --timeout=60s
+
+step "new pods in mia now get the LimitRange defaults (a rollout of api)"
+kubectl rollout restart deployment/api -n mia
+until kubectl get pods -n mia -o jsonpath='{range .items[*]}{.status.qosClass}{"\n"}{end}' | grep -q Burstable; do sleep 0.3; done
+echo "pods in mia by QoS class (before: all BestEffort):"
+kubectl get pods -n mia -o jsonpath='{range .items[*]}{.status.qosClass}{"\n"}{end}' | sort | uniq -c | sed 's/^/ /'
+kubectl get pods -n mia -o custom-columns='NEW POD:.metadata.name,QOS:.status.qosClass,CPU REQUEST:.spec.containers[0].resources.requests.cpu,CPU LIMIT:.spec.containers[0].resources.limits.cpu,MEMORY REQUEST:.spec.containers[0].resources.requests.memory,MEMORY LIMIT:.spec.containers[0].resources.limits.memory' | awk 'NR==1 || /Burstable/' | head -3
+
+step "managed objects per namespace"
+kubectl get limitrange,resourcequota,poddisruptionbudget -A -l app.kubernetes.io/managed-by=tenantry \
+  -o custom-columns='NAMESPACE:.metadata.namespace,KIND:.kind,NAME:.metadata.name,POLICY:.metadata.labels.tenantry\.io/policy'
+
+step "kubectl get tenantpolicies -o wide"
+kubectl get tenantpolicies -o wide
+
+if [ "${DEMO_EXIT:-}" = 1 ]; then
+  exit 0
+fi
 cat <<TXT
 
-The control plane is running. Use it with:
+Tenantry keeps running. In another shell:
   export KUBECONFIG=$kubeconfig PATH=$TENANTRY_STATE/bin:\$PATH
-Stop it with: make cluster-down
+  kubectl delete limitrange defaults -n mia      # drift: restored at once, with a Warning Event
+  kubectl get events -n default                  # what Tenantry did
+  kubectl label namespace testing tenantry.io/governed=true   # governed within a second
+Ctrl-C stops Tenantry (the control plane stays up; make cluster-down removes it).
 TXT
+wait $operator

@@ -19,5 +19,6 @@ export PATH=$TENANTRY_STATE/bin:$PATH
 echo "== unit tests"
 cargo test --locked
 echo "== end-to-end tests against $(kubectl version -o json | python3 -c 'import json,sys; print("Kubernetes", json.load(sys.stdin)["serverVersion"]["gitVersion"])') at $kubeconfig"
-cargo test --locked --features e2e --test e2e
+# E2E tests mostly wait on the API server; each runs its own operator process, so run many at once.
+cargo test --locked --features e2e --test e2e -- --test-threads 8
 [ -z "$started_here" ] || echo "== stopping the control plane this run started"
