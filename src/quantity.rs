@@ -1,6 +1,8 @@
-//! Exact comparison of Kubernetes quantities. The API server stores quantities in canonical form
-//! (`1024Mi` comes back as `1Gi`, `1000m` as `1`), so desired and live values are compared by
-//! their numeric value, never by their spelling.
+//! Comparison of Kubernetes quantities as the API server stores them. It respells them
+//! (`1024Mi` comes back as `1Gi`, `1000m` as `1`) and, in core ResourceLists (LimitRange and
+//! ResourceQuota maps), rounds them up to milli precision (`5n` and `0.5m` come back as `1m`:
+//! core/v1 SetDefaults_ResourceList). Desired and live values are compared by that stored value,
+//! never by their spelling; otherwise a converged object would look changed forever.
 
 /// A quantity as a whole number of nano-units (10^-9), wide enough for every value Kubernetes
 /// accepts (at most 2^63-1 units).
@@ -78,17 +80,32 @@ pub fn parse(input: &str) -> Option<Nanos> {
     Some(Nanos(if negative { -value } else { value }))
 }
 
-/// True when both spell the same quantity (or are the same unparsable text).
+const MILLI_IN_NANOS: i128 = 1_000_000;
+
+/// The value the API server stores for a quantity in a core ResourceList: rounded up (away from
+/// zero) to a whole milli-unit.
+pub fn stored_value(s: &str) -> Option<Nanos> {
+    let Nanos(n) = parse(s)?;
+    let rem = n % MILLI_IN_NANOS;
+    Some(Nanos(if rem == 0 {
+        n
+    } else {
+        n - rem + MILLI_IN_NANOS * n.signum()
+    }))
+}
+
+/// True when the API server stores both as the same value (or both are the same unparsable text).
 pub fn same(a: &str, b: &str) -> bool {
-    match (parse(a), parse(b)) {
+    match (stored_value(a), stored_value(b)) {
         (Some(a), Some(b)) => a == b,
         _ => a == b,
     }
 }
 
-/// A spelling-independent form of a quantity, for normalising objects before comparing them.
+/// A spelling-independent form of a ResourceList quantity, for normalising objects before
+/// comparing them.
 pub fn canonical(s: &str) -> String {
-    match parse(s) {
+    match stored_value(s) {
         Some(Nanos(n)) => format!("{n}n"),
         None => s.to_owned(),
     }
@@ -112,6 +129,11 @@ mod tests {
             ("0", "0Gi"),
             ("100n", "0.1u"),
             (".5", "500m"),
+            // Finer than milli is rounded up, as the API server stores it.
+            ("1127.234m", "1128m"),
+            ("5n", "1m"),
+            ("1.0005", "1001m"),
+            ("12e-10", "1e-3"),
         ] {
             assert!(same(a, b), "{a} should equal {b}");
         }
