@@ -14,6 +14,9 @@ pub const CRD_PATH: &str = "crds/tenantry.io_tenantpolicies.yaml";
 /// emits it), so that `kubectl apply` rejects a malformed quantity naming the field.
 pub const QUANTITY_PATTERN: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
 
+/// Longest quantity accepted (`-9223372036854775807m` is 21 characters).
+pub const QUANTITY_MAX_LENGTH: usize = 32;
+
 /// The TenantPolicy CRD.
 pub fn crd() -> CustomResourceDefinition {
     let mut value = serde_json::to_value(TenantPolicy::crd()).expect("the CRD always serializes");
@@ -49,6 +52,8 @@ fn tighten_quantities(value: &mut Value) {
                     json!([{"type": "integer"}, {"type": "string"}]),
                 );
                 map.insert("pattern".into(), json!(QUANTITY_PATTERN));
+                // Bounded so the API server's CEL cost estimate for rules over quantities fits.
+                map.insert("maxLength".into(), json!(QUANTITY_MAX_LENGTH));
             }
             map.values_mut().for_each(tighten_quantities);
         }

@@ -3,13 +3,36 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{LimitRangeItem, ScopeSelector};
+use k8s_openapi::api::core::v1::ScopeSelector;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::CustomResource;
+use kube::core::Rule;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+/// A DNS-1123 subdomain: the names of LimitRanges, ResourceQuotas, PDBs and StorageClasses.
+pub const DNS_SUBDOMAIN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A DNS-1123 label: namespace names.
+pub const DNS_LABEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+
+/// The oldest Kubernetes whose API server evaluates every rule in this CRD (the CEL quantity
+/// library of validation rules arrived in 1.29; 1.30 made ValidatingAdmissionPolicy GA).
+pub const MIN_KUBERNETES_MINOR: u32 = 30;
+
+/// CEL: for every resource named in both `a` and `b` of a LimitRange item, a <= b.
+fn at_most(a: &str, b: &str) -> String {
+    format!(
+        "!has(self.{a}) || !has(self.{b}) || self.{a}.all(r, !(r in self.{b}) || \
+         quantity(string(self.{a}[r])).compareTo(quantity(string(self.{b}[r]))) <= 0)"
+    )
+}
+
+fn at_most_rule(a: &str, b: &str) -> Rule {
+    Rule::new(at_most(a, b)).message(format!("{a} must not exceed {b} for any resource").as_str())
+}
 
 /// API group of every Tenantry resource.
 pub const GROUP: &str = "tenantry.io";
@@ -30,7 +53,7 @@ pub const PROTECTED_NAMESPACES: [&str; 4] = [
 
 /// Desired governance for a set of namespaces: their LimitRanges, ResourceQuotas and
 /// PodDisruptionBudgets, and the cluster's StorageClasses that this policy owns.
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[kube(
     group = "tenantry.io",
     version = "v1alpha1",
@@ -63,6 +86,8 @@ pub struct TenantPolicySpec {
     /// Namespaces selected by name, in addition to those matching `namespaceSelector`. With neither
     /// field set the policy selects no namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000), inner(length(min = 1, max = 63), regex(pattern = DNS_LABEL)))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
     pub namespaces: Vec<String>,
 
     /// What happens to managed objects when a namespace stops being selected or the policy is
@@ -72,14 +97,20 @@ pub struct TenantPolicySpec {
 
     /// Each item becomes one LimitRange of that name in every selected namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub limit_ranges: Vec<LimitRangeTemplate>,
 
     /// Each item becomes one ResourceQuota of that name in every selected namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub resource_quotas: Vec<ResourceQuotaTemplate>,
 
     /// Each item becomes one policy/v1 PodDisruptionBudget of that name in every selected namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub pod_disruption_budgets: Vec<PodDisruptionBudgetTemplate>,
 
     /// StorageClasses owned by this policy, and which classes selected namespaces may use.
@@ -102,64 +133,187 @@ pub enum DeletionPolicy {
 #[serde(rename_all = "camelCase")]
 pub struct LimitRangeTemplate {
     /// Name of the LimitRange in each namespace (DNS-1123 subdomain).
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
     pub name: String,
     /// Limits, with the same schema as core/v1 LimitRangeItem.
+    #[schemars(length(min = 1, max = 10))]
     pub limits: Vec<LimitRangeItem>,
 }
 
-/// One ResourceQuota to keep in every selected namespace.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+/// Kind of object a LimitRange item constrains.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum LimitType {
+    #[default]
+    Container,
+    Pod,
+    PersistentVolumeClaim,
+}
+
+/// A LimitRange item: the schema of core/v1 LimitRangeItem, with the rules that keep the API
+/// server from storing a LimitRange that breaks pod creation.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.type == 'Container' || (!has(self.default) && !has(self.defaultRequest))")
+        .message("default and defaultRequest are only allowed on Container items"),
+    validation = at_most_rule("min", "defaultRequest"),
+    validation = at_most_rule("min", "default"),
+    validation = at_most_rule("min", "max"),
+    validation = at_most_rule("defaultRequest", "default"),
+    validation = at_most_rule("defaultRequest", "max"),
+    validation = at_most_rule("default", "max"),
+    validation = Rule::new(
+        "!has(self.maxLimitRequestRatio) || self.maxLimitRequestRatio.all(r, \
+         quantity(string(self.maxLimitRequestRatio[r])).compareTo(quantity('1')) >= 0)"
+    )
+    .message("maxLimitRequestRatio must be at least 1 for every resource"),
+)]
+pub struct LimitRangeItem {
+    /// Type of resource that this limit applies to: Container, Pod or PersistentVolumeClaim.
+    #[serde(rename = "type")]
+    pub type_: LimitType,
+    /// Max usage constraints on this kind by resource name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 16))]
+    pub max: Option<BTreeMap<String, Quantity>>,
+    /// Min usage constraints on this kind by resource name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 16))]
+    pub min: Option<BTreeMap<String, Quantity>>,
+    /// Default resource limit by resource name, when a container sets none (Container items only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 16))]
+    pub default: Option<BTreeMap<String, Quantity>>,
+    /// Default resource request by resource name, when a container sets none (Container items only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 16))]
+    pub default_request: Option<BTreeMap<String, Quantity>>,
+    /// Largest allowed limit/request ratio by resource name (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 16))]
+    pub max_limit_request_ratio: Option<BTreeMap<String, Quantity>>,
+}
+
+/// One ResourceQuota to keep in every selected namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.scopes) || !('BestEffort' in self.scopes) || self.hard.all(k, k == 'pods' || k == 'count/pods')")
+    .message("a quota with the BestEffort scope can only track pods"))]
 pub struct ResourceQuotaTemplate {
     /// Name of the ResourceQuota in each namespace (DNS-1123 subdomain).
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
     pub name: String,
     /// Hard caps per resource name, as core/v1 ResourceQuotaSpec.hard.
     #[serde(default)]
+    #[schemars(extend("maxProperties" = 64))]
     pub hard: BTreeMap<String, Quantity>,
-    /// Quota scopes, as core/v1 ResourceQuotaSpec.scopes (BestEffort, NotBestEffort, Terminating,
-    /// NotTerminating, PriorityClass, CrossNamespacePodAffinity, VolumeAttributesClass).
+    /// Quota scopes, as core/v1 ResourceQuotaSpec.scopes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub scopes: Vec<String>,
+    #[schemars(length(max = 7))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub scopes: Vec<QuotaScope>,
     /// Scope selector, as core/v1 ResourceQuotaSpec.scopeSelector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope_selector: Option<ScopeSelector>,
 }
 
+/// A ResourceQuota scope.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum QuotaScope {
+    BestEffort,
+    NotBestEffort,
+    Terminating,
+    NotTerminating,
+    PriorityClass,
+    CrossNamespacePodAffinity,
+    VolumeAttributesClass,
+}
+
+/// A PDB budget: a non-negative integer or a percentage string (the pattern applies to strings,
+/// the minimum to integers).
+fn budget_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "A number of pods (at least 0) or a percentage such as \"50%\".",
+        "x-kubernetes-int-or-string": true,
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+        "minimum": 0,
+        "pattern": "^[0-9]+%$",
+        "maxLength": 8,
+    })
+}
+
 /// One policy/v1 PodDisruptionBudget to keep in every selected namespace.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.minAvailable) != has(self.maxUnavailable)")
+        .message("set exactly one of minAvailable and maxUnavailable"),
+)]
 pub struct PodDisruptionBudgetTemplate {
     /// Name of the PodDisruptionBudget in each namespace (DNS-1123 subdomain).
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
     pub name: String,
     /// Pods the budget protects.
     pub selector: LabelSelector,
     /// Pods that must stay available (a number or "N%"). Set exactly one of minAvailable and
     /// maxUnavailable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "budget_schema")]
     pub min_available: Option<IntOrString>,
     /// Pods that may be unavailable (a number or "N%"). Set exactly one of minAvailable and
     /// maxUnavailable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "budget_schema")]
     pub max_unavailable: Option<IntOrString>,
     /// IfHealthyBudget or AlwaysAllow, as policy/v1 PodDisruptionBudgetSpec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unhealthy_pod_eviction_policy: Option<String>,
+    pub unhealthy_pod_eviction_policy: Option<UnhealthyPodEvictionPolicy>,
+}
+
+/// When unhealthy pods may be evicted despite the budget.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum UnhealthyPodEvictionPolicy {
+    IfHealthyBudget,
+    AlwaysAllow,
 }
 
 /// The storage section: owned StorageClasses, an allow-list and per-class caps.
-#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
     /// Cluster-scoped StorageClasses this policy creates and keeps as declared.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub classes: Vec<StorageClassTemplate>,
     /// When set, every other StorageClass in the cluster is capped at zero in selected namespaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN)))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
     pub allowed_classes: Option<Vec<String>>,
-    /// Per-class caps in selected namespaces, keyed by class name (requests.storage,
-    /// persistentvolumeclaims).
+    /// Per-class caps in selected namespaces, keyed by class name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub quotas: BTreeMap<String, BTreeMap<String, Quantity>>,
+    #[schemars(extend("maxProperties" = 64))]
+    pub quotas: BTreeMap<String, StorageClassQuota>,
+}
+
+/// Caps on one StorageClass in each selected namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct StorageClassQuota {
+    /// Total storage requested by claims of this class.
+    #[serde(
+        rename = "requests.storage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub requests_storage: Option<Quantity>,
+    /// Number of claims of this class.
+    #[serde(
+        rename = "persistentvolumeclaims",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub persistent_volume_claims: Option<Quantity>,
 }
 
 /// A StorageClass owned by the policy. provisioner, parameters, reclaimPolicy and
@@ -167,25 +321,43 @@ pub struct StorageSpec {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageClassTemplate {
-    /// Name of the StorageClass.
+    /// Name of the StorageClass (DNS-1123 subdomain).
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
     pub name: String,
     /// Provisioner of volumes for this class (required).
+    #[schemars(length(min = 1, max = 253))]
     pub provisioner: String,
     /// Provisioner-specific parameters.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 64))]
     pub parameters: BTreeMap<String, String>,
     /// Delete or Retain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reclaim_policy: Option<String>,
+    pub reclaim_policy: Option<ReclaimPolicy>,
     /// Immediate or WaitForFirstConsumer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume_binding_mode: Option<String>,
+    pub volume_binding_mode: Option<VolumeBindingMode>,
     /// Whether PVCs of this class may be expanded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_volume_expansion: Option<bool>,
     /// Mount options for volumes of this class.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
     pub mount_options: Vec<String>,
+}
+
+/// What happens to a dynamically provisioned volume when its claim is deleted.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ReclaimPolicy {
+    Delete,
+    Retain,
+}
+
+/// When volumes are bound and provisioned.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum VolumeBindingMode {
+    Immediate,
+    WaitForFirstConsumer,
 }
 
 /// Observed state of a TenantPolicy. Holds no timestamp that changes on every reconcile.
