@@ -23,7 +23,7 @@ use crate::api::{
 };
 use crate::diff::Action;
 use crate::metrics::Metrics;
-use crate::resources::{Kind, ObjectKey, Owner};
+use crate::resources::{Desired, Kind, ObjectKey, Owner};
 
 /// How long an object found not owned is reported from memory before it is looked at again.
 pub const NOT_OWNED_RECHECK: Duration = Duration::from_secs(20);
@@ -227,6 +227,42 @@ impl Applier {
                 }
             }
         }
+    }
+
+    /// Server-side dry run of each distinct object the policy builds (in one namespace each), so
+    /// that anything the API server would refuse is found before any namespace is touched.
+    /// Returns the refusal, naming the policy field it comes from.
+    pub async fn dry_run(&self, owner: &Owner, desired: &[Desired]) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for d in desired
+            .iter()
+            .filter(|d| seen.insert((d.key.kind, d.key.name.clone())))
+        {
+            self.metrics.count_write("dryrun", d.key.kind.as_str());
+            let params = PostParams {
+                dry_run: true,
+                field_manager: Some(FIELD_MANAGER.into()),
+            };
+            match self
+                .api(&d.key)
+                .create(&params, &dynamic(d.to_object(owner)))
+                .await
+            {
+                Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => {
+                    return Err(format!(
+                        "spec.{}[name={}]: the API server refuses the {} this builds: {}",
+                        d.key.kind.policy_field(),
+                        d.key.name,
+                        d.key.kind,
+                        s.message
+                    ));
+                }
+                // Accepted, or refused only because it exists (validation comes first), or an
+                // error that says nothing about the spec (the real write reports those).
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Sets the policy's status by server-side apply of the status subresource: Tenantry owns

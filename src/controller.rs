@@ -28,6 +28,7 @@ use crate::metrics::{ErrorLabels, KindLabels, Metrics};
 use crate::resources::{Kind, Live, ManagedResource, ObjectKey, Owner, live_of};
 use crate::select::{self, Candidate, NamespaceInfo};
 use crate::status::{self, Summary};
+use crate::validate;
 
 /// Finalizer that lets Tenantry carry out deletionPolicy before a policy goes.
 pub const FINALIZER: &str = "tenantry.io/cleanup";
@@ -186,6 +187,8 @@ fn collect<K: ManagedResource>(
 /// it only refines Events and spares API reads).
 #[derive(Default)]
 struct PolicyMemory {
+    /// The generation whose built objects passed the API server's dry run.
+    validated: Mutex<Option<i64>>,
     converged: Mutex<(Option<i64>, HashSet<ObjectKey>)>,
     not_owned: NotOwned,
     reported: Mutex<Reported>,
@@ -326,7 +329,6 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
 
     // Every live policy takes part in overlaps; this one with the spec being reconciled.
     let mut candidates = Vec::new();
-    let mut invalid = None;
     for p in all
         .iter()
         .filter(|p| p.meta().deletion_timestamp.is_none() && p.name_any() != owner.name)
@@ -335,32 +337,14 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
             candidates.push(c);
         }
     }
-    match Candidate::new(&owner.name, &policy.spec) {
-        Ok(c) => candidates.push(c),
-        Err(problem) => invalid = Some(problem),
-    }
-
     let mut summary = Summary {
         generation,
         ..Default::default()
     };
-    if let Some(problem) = invalid {
-        summary.invalid_spec = Some(problem.clone());
-        let changed = {
-            let mut reported = memory.reported.lock().expect("not poisoned");
-            let changed = reported.invalid.as_ref() != Some(&problem);
-            reported.invalid = Some(problem.clone());
-            changed
-        };
-        if changed {
-            ctx.publish(&policy, EventType::Warning, "InvalidSpec", problem)
-                .await;
-        }
-        write_status(&policy, &summary, &ctx).await?;
-        return Ok(Requeue::await_change());
+    if let Err(problem) = validate::validate(&owner.name, &policy.spec) {
+        return stall_invalid(&policy, &ctx, &memory, summary, problem).await;
     }
-    memory.reported.lock().expect("not poisoned").invalid = None;
-
+    candidates.push(Candidate::new(&owner.name, &policy.spec).expect("validated"));
     let me = candidates.last().expect("this policy was just added");
     let namespaces: Vec<NamespaceInfo> = ctx
         .stores
@@ -374,6 +358,22 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
         })
         .collect();
     let assignment = select::assign(me, &candidates, &namespaces);
+    // Whatever the API server would refuse in the built objects, found before any namespace is
+    // touched: once per generation (not again after a restart that finds it already reconciled).
+    let validated = *memory.validated.lock().expect("not poisoned") == generation
+        || policy.status.as_ref().is_some_and(|s| {
+            s.observed_generation == generation
+                && s.conditions
+                    .iter()
+                    .any(|c| c.type_ == status::STALLED && c.reason != "InvalidSpec")
+        });
+    if !validated {
+        if let Err(problem) = ctx.applier.dry_run(&owner, &assignment.desired).await {
+            return stall_invalid(&policy, &ctx, &memory, summary, problem).await;
+        }
+        *memory.validated.lock().expect("not poisoned") = generation;
+    }
+    memory.reported.lock().expect("not poisoned").invalid = None;
     let wanted: HashSet<&ObjectKey> = assignment.desired.iter().map(|d| &d.key).collect();
     let live = ctx.stores.live_for(&owner, &wanted);
 
@@ -581,6 +581,30 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
     } else {
         Requeue::requeue(RESYNC)
     })
+}
+
+/// The spec cannot be applied: say so (status Stalled/InvalidSpec, one Warning Event per distinct
+/// problem) and touch nothing until the spec changes.
+async fn stall_invalid(
+    policy: &TenantPolicy,
+    ctx: &Context,
+    memory: &PolicyMemory,
+    mut summary: Summary,
+    problem: String,
+) -> Result<Requeue, Error> {
+    let changed = {
+        let mut reported = memory.reported.lock().expect("not poisoned");
+        let changed = reported.invalid.as_ref() != Some(&problem);
+        reported.invalid = Some(problem.clone());
+        changed
+    };
+    if changed {
+        ctx.publish(policy, EventType::Warning, "InvalidSpec", problem.clone())
+            .await;
+    }
+    summary.invalid_spec = Some(problem);
+    write_status(policy, &summary, ctx).await?;
+    Ok(Requeue::await_change())
 }
 
 async fn write_status(

@@ -14,3 +14,4 @@ pub mod quantity;
 pub mod resources;
 pub mod select;
 pub mod status;
+pub mod validate;

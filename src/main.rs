@@ -55,6 +55,23 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// The CRD's validation rules use the CEL quantity library; an older API server would refuse the
+/// CRD or skip the rules, so refuse to run against it.
+async fn check_kubernetes_version(client: &kube::Client) -> anyhow::Result<()> {
+    let info = client.apiserver_version().await?;
+    let minor: u32 = info.minor.trim_end_matches('+').parse().unwrap_or(0);
+    let major: u32 = info.major.parse().unwrap_or(0);
+    if major < 1 || (major == 1 && minor < tenantry::api::MIN_KUBERNETES_MINOR) {
+        anyhow::bail!(
+            "Tenantry needs Kubernetes 1.{} or later (CEL quantity rules in its CRD); this API server is {}",
+            tenantry::api::MIN_KUBERNETES_MINOR,
+            info.git_version
+        );
+    }
+    tracing::info!(kubernetes = %info.git_version, "API server version supported");
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
@@ -68,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             init_logging(log_format);
             let client = kube::Client::try_default().await?;
+            check_kubernetes_version(&client).await?;
             let metrics = Arc::new(Metrics::default());
             let bound = metrics::serve(metrics_addr, metrics.clone()).await?;
             tracing::info!(metrics = %bound, "serving /metrics, /healthz and /readyz");
