@@ -26,7 +26,7 @@ pub fn build(template: &PodDisruptionBudgetTemplate) -> Value {
     if let Some(v) = &template.unhealthy_pod_eviction_policy {
         spec.insert(
             "unhealthyPodEvictionPolicy".into(),
-            Value::String(v.clone()),
+            serde_json::to_value(v).expect("serializes"),
         );
     }
     Value::Object(spec)

@@ -50,6 +50,11 @@ pub struct Output {
 /// Runs kubectl against the local control plane: the server's own version when the cluster
 /// script has linked it into `.tenantry/bin`, else the one on PATH.
 pub fn kubectl(args: &[&str]) -> Output {
+    kubectl_with_input(args, None)
+}
+
+/// kubectl reading `input` on stdin (for `apply -f -`).
+pub fn kubectl_with_input(args: &[&str], input: Option<&str>) -> Output {
     let state = std::env::var_os("TENANTRY_STATE")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".tenantry"));
@@ -59,11 +64,24 @@ pub fn kubectl(args: &[&str]) -> Output {
     } else {
         PathBuf::from("kubectl")
     };
-    let out = Command::new(&program)
+    let mut child = Command::new(&program)
         .args(args)
         .env("KUBECONFIG", kubeconfig_path())
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        if let Some(input) = input {
+            stdin
+                .write_all(input.as_bytes())
+                .expect("write kubectl stdin");
+        }
+    }
+    let out = child.wait_with_output().expect("kubectl finished");
     Output {
         success: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -2,3 +2,4 @@
 mod controller;
 mod harness;
 mod smoke;
+mod validation;

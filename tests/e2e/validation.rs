@@ -1,0 +1,569 @@
+//! Bad input: rejected by `kubectl apply` itself, naming the field; what admission cannot check is
+//! caught by the controller as InvalidSpec without touching any namespace.
+
+use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
+use kube::api::Api;
+use serde_json::{Value, json};
+
+use crate::harness::{
+    Operator, TestNamespace, TestPolicy, client, event_notes, kubectl, kubectl_with_input,
+    repo_root, unique_name,
+};
+use crate::smoke::install_crd;
+
+fn lr(limits: Value) -> Value {
+    json!({"limitRanges": [{"name": "defaults", "limits": [limits]}]})
+}
+
+fn pdb(budget: Value) -> Value {
+    let mut item = json!({"name": "web", "selector": {"matchLabels": {"app": "web"}}});
+    item.as_object_mut()
+        .unwrap()
+        .extend(budget.as_object().unwrap().clone());
+    json!({"podDisruptionBudgets": [item]})
+}
+
+fn sc(class: Value) -> Value {
+    json!({"storage": {"classes": [class]}})
+}
+
+/// (case, spec, the field the message must name, a fragment of the message).
+fn malformed() -> Vec<(&'static str, Value, &'static str, &'static str)> {
+    let container = |extra: Value| {
+        let mut item = json!({"type": "Container"});
+        item.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        lr(item)
+    };
+    let many: Vec<Value> = (0..21).map(|i| json!({"name": format!("lr-{i}"), "limits": [{"type": "Pod", "max": {"cpu": "1"}}]})).collect();
+    vec![
+        (
+            "malformed limit quantity",
+            container(json!({"default": {"cpu": "3 cores"}})),
+            "spec.limitRanges[0].limits[0].default.cpu",
+            "should match",
+        ),
+        (
+            "malformed quota quantity",
+            json!({"resourceQuotas": [{"name": "q", "hard": {"pods": "lots"}}]}),
+            "spec.resourceQuotas[0].hard.pods",
+            "should match",
+        ),
+        (
+            "overlong quantity",
+            json!({"resourceQuotas": [{"name": "q", "hard": {"pods": "1".repeat(40)}}]}),
+            "spec.resourceQuotas[0].hard.pods",
+            "32",
+        ),
+        (
+            "unknown spec field",
+            json!({"limitRange": []}),
+            "spec.limitRange",
+            "unknown field",
+        ),
+        (
+            "unknown item field",
+            container(json!({"maximum": {"cpu": "1"}})),
+            "spec.limitRanges[0].limits[0].maximum",
+            "unknown field",
+        ),
+        (
+            "limit type",
+            lr(json!({"type": "Node", "max": {"cpu": "1"}})),
+            "spec.limitRanges[0].limits[0].type",
+            "Unsupported value",
+        ),
+        (
+            "min above max",
+            container(json!({"min": {"cpu": "2"}, "max": {"cpu": "1"}})),
+            "spec.limitRanges[0].limits[0]",
+            "min must not exceed max",
+        ),
+        (
+            "defaultRequest above default",
+            container(
+                json!({"default": {"memory": "100Mi"}, "defaultRequest": {"memory": "200Mi"}}),
+            ),
+            "spec.limitRanges[0].limits[0]",
+            "defaultRequest must not exceed default for",
+        ),
+        (
+            "default above max",
+            container(json!({"default": {"cpu": "3"}, "max": {"cpu": "2"}})),
+            "spec.limitRanges[0].limits[0]",
+            "default must not exceed max",
+        ),
+        (
+            "min above defaultRequest",
+            container(json!({"min": {"cpu": "300m"}, "defaultRequest": {"cpu": "200m"}})),
+            "spec.limitRanges[0].limits[0]",
+            "min must not exceed defaultRequest",
+        ),
+        (
+            "defaultRequest above max",
+            container(json!({"defaultRequest": {"cpu": "3"}, "max": {"cpu": "2"}})),
+            "spec.limitRanges[0].limits[0]",
+            "defaultRequest must not exceed max",
+        ),
+        (
+            "min above default",
+            container(json!({"min": {"memory": "1Gi"}, "default": {"memory": "512Mi"}})),
+            "spec.limitRanges[0].limits[0]",
+            "min must not exceed default for",
+        ),
+        (
+            "ratio below one",
+            container(json!({"maxLimitRequestRatio": {"cpu": "500m"}})),
+            "spec.limitRanges[0].limits[0]",
+            "maxLimitRequestRatio must be at least 1",
+        ),
+        (
+            "default on a Pod item",
+            lr(json!({"type": "Pod", "default": {"cpu": "1"}})),
+            "spec.limitRanges[0].limits[0]",
+            "only allowed on Container items",
+        ),
+        (
+            "defaultRequest on a Pod item",
+            lr(json!({"type": "Pod", "defaultRequest": {"cpu": "1"}})),
+            "spec.limitRanges[0].limits[0]",
+            "only allowed on Container items",
+        ),
+        (
+            "default on a PVC item",
+            lr(json!({"type": "PersistentVolumeClaim", "default": {"storage": "1Gi"}})),
+            "spec.limitRanges[0].limits[0]",
+            "only allowed on Container items",
+        ),
+        (
+            "no limits",
+            json!({"limitRanges": [{"name": "d", "limits": []}]}),
+            "spec.limitRanges[0].limits",
+            "at least 1",
+        ),
+        (
+            "both budgets",
+            pdb(json!({"minAvailable": 1, "maxUnavailable": 1})),
+            "spec.podDisruptionBudgets[0]",
+            "exactly one of minAvailable and maxUnavailable",
+        ),
+        (
+            "no budget",
+            pdb(json!({})),
+            "spec.podDisruptionBudgets[0]",
+            "exactly one of minAvailable and maxUnavailable",
+        ),
+        (
+            "budget string without percent",
+            pdb(json!({"minAvailable": "50"})),
+            "spec.podDisruptionBudgets[0].minAvailable",
+            "should match",
+        ),
+        (
+            "negative budget",
+            pdb(json!({"maxUnavailable": -1})),
+            "spec.podDisruptionBudgets[0].maxUnavailable",
+            "greater than or equal to 0",
+        ),
+        (
+            "eviction policy",
+            pdb(json!({"minAvailable": 1, "unhealthyPodEvictionPolicy": "Never"})),
+            "spec.podDisruptionBudgets[0].unhealthyPodEvictionPolicy",
+            "Unsupported value",
+        ),
+        (
+            "PDB without selector",
+            json!({"podDisruptionBudgets": [{"name": "web", "minAvailable": 1}]}),
+            "spec.podDisruptionBudgets[0].selector",
+            "Required value",
+        ),
+        (
+            "duplicate LimitRange names",
+            json!({"limitRanges": [{"name": "d", "limits": [{"type": "Pod", "max": {"cpu": "1"}}]}, {"name": "d", "limits": [{"type": "Pod", "max": {"cpu": "2"}}]}]}),
+            "spec.limitRanges[1]",
+            "Duplicate value",
+        ),
+        (
+            "duplicate quota names",
+            json!({"resourceQuotas": [{"name": "q", "hard": {"pods": "1"}}, {"name": "q", "hard": {"pods": "2"}}]}),
+            "spec.resourceQuotas[1]",
+            "Duplicate value",
+        ),
+        (
+            "duplicate PDB names",
+            json!({"podDisruptionBudgets": [{"name": "p", "selector": {}, "minAvailable": 1}, {"name": "p", "selector": {}, "minAvailable": 2}]}),
+            "spec.podDisruptionBudgets[1]",
+            "Duplicate value",
+        ),
+        (
+            "LimitRange name not DNS-1123",
+            json!({"limitRanges": [{"name": "Bad_Name", "limits": [{"type": "Pod", "max": {"cpu": "1"}}]}]}),
+            "spec.limitRanges[0].name",
+            "should match",
+        ),
+        (
+            "quota name with capitals",
+            json!({"resourceQuotas": [{"name": "Compute", "hard": {"pods": "1"}}]}),
+            "spec.resourceQuotas[0].name",
+            "should match",
+        ),
+        (
+            "PDB name too long",
+            json!({"podDisruptionBudgets": [{"name": "a".repeat(254), "selector": {}, "minAvailable": 1}]}),
+            "spec.podDisruptionBudgets[0].name",
+            "253",
+        ),
+        (
+            "namespace name not DNS-1123",
+            json!({"namespaces": ["Not_A_Namespace"]}),
+            "spec.namespaces[0]",
+            "should match",
+        ),
+        (
+            "duplicate namespace",
+            json!({"namespaces": ["a", "a"]}),
+            "spec.namespaces[1]",
+            "Duplicate value",
+        ),
+        (
+            "deletion policy",
+            json!({"deletionPolicy": "Keep"}),
+            "spec.deletionPolicy",
+            "Unsupported value",
+        ),
+        (
+            "StorageClass without provisioner",
+            sc(json!({"name": "fast"})),
+            "spec.storage.classes[0].provisioner",
+            "Required value",
+        ),
+        (
+            "StorageClass with empty provisioner",
+            sc(json!({"name": "fast", "provisioner": ""})),
+            "spec.storage.classes[0].provisioner",
+            "at least 1",
+        ),
+        (
+            "reclaim policy",
+            sc(json!({"name": "fast", "provisioner": "x.io/ssd", "reclaimPolicy": "Recycle"})),
+            "spec.storage.classes[0].reclaimPolicy",
+            "Unsupported value",
+        ),
+        (
+            "volume binding mode",
+            sc(json!({"name": "fast", "provisioner": "x.io/ssd", "volumeBindingMode": "Later"})),
+            "spec.storage.classes[0].volumeBindingMode",
+            "Unsupported value",
+        ),
+        (
+            "StorageClass name",
+            sc(json!({"name": "Fast_SSD", "provisioner": "x.io/ssd"})),
+            "spec.storage.classes[0].name",
+            "should match",
+        ),
+        (
+            "duplicate StorageClass names",
+            json!({"storage": {"classes": [{"name": "f", "provisioner": "a"}, {"name": "f", "provisioner": "b"}]}}),
+            "spec.storage.classes[1]",
+            "Duplicate value",
+        ),
+        (
+            "duplicate allowed class",
+            json!({"storage": {"allowedClasses": ["fast", "fast"]}}),
+            "spec.storage.allowedClasses[1]",
+            "Duplicate value",
+        ),
+        (
+            "per-class quota key",
+            json!({"storage": {"quotas": {"fast": {"requests.cpu": "1"}}}}),
+            "spec.storage.quotas.fast.requests.cpu",
+            "unknown field",
+        ),
+        (
+            "quota scope",
+            json!({"resourceQuotas": [{"name": "q", "hard": {"pods": "1"}, "scopes": ["Sometimes"]}]}),
+            "spec.resourceQuotas[0].scopes[0]",
+            "Unsupported value",
+        ),
+        (
+            "BestEffort scope with compute",
+            json!({"resourceQuotas": [{"name": "q", "hard": {"requests.cpu": "1"}, "scopes": ["BestEffort"]}]}),
+            "spec.resourceQuotas[0]",
+            "BestEffort scope can only track pods",
+        ),
+        (
+            "too many LimitRanges",
+            json!({"limitRanges": many}),
+            "spec.limitRanges",
+            "20",
+        ),
+        (
+            "priority not a number",
+            json!({"priority": "high"}),
+            "spec.priority",
+            "integer",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn malformed_policies_are_rejected_by_kubectl_apply_naming_the_field() {
+    let client = client().await;
+    install_crd(&client).await;
+    let cases = malformed();
+    assert!(cases.len() >= 30, "the contract asks for at least 30 cases");
+    let mut wrong = Vec::new();
+    for (case, spec, field, fragment) in &cases {
+        let name = unique_name("malformed");
+        let policy = json!({"apiVersion": "tenantry.io/v1alpha1", "kind": "TenantPolicy", "metadata": {"name": name}, "spec": spec});
+        let out = kubectl_with_input(&["apply", "-f", "-"], Some(&policy.to_string()));
+        if out.success {
+            let _ = kubectl(&["delete", "tenantpolicy", &name, "--wait=false"]);
+            wrong.push(format!("{case}: accepted"));
+        } else if !out.stderr.contains(field) || !out.stderr.contains(fragment) {
+            wrong.push(format!(
+                "{case}: expected {field:?} and {fragment:?} in: {}",
+                out.stderr.trim()
+            ));
+        } else if kubectl(&["get", "tenantpolicy", &name]).success {
+            wrong.push(format!("{case}: rejected, yet stored"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        wrong.len(),
+        cases.len(),
+        wrong.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn every_sample_policy_is_accepted() {
+    let client = client().await;
+    install_crd(&client).await;
+    let samples = repo_root().join("config/samples");
+    let mut count = 0;
+    for entry in std::fs::read_dir(&samples).unwrap() {
+        let path = entry.unwrap().path();
+        let out = kubectl(&["apply", "--dry-run=server", "-f", path.to_str().unwrap()]);
+        assert!(out.success, "{}: {}", path.display(), out.stderr);
+        count += 1;
+    }
+    assert!(count >= 4, "samples found: {count}");
+}
+
+async fn assert_untouched(client: &kube::Client, ns: &str) {
+    let ranges: Api<LimitRange> = Api::namespaced(client.clone(), ns);
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), ns);
+    assert!(
+        ranges
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "a LimitRange was created in {ns}"
+    );
+    assert!(
+        quotas
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "a ResourceQuota was created in {ns}"
+    );
+}
+
+#[tokio::test]
+async fn what_admission_cannot_check_stalls_the_policy_without_touching_namespaces_until_fixed() {
+    let client = client().await;
+    install_crd(&client).await;
+    let operator = Operator::start(&unique_name("invalid")).await;
+    let ns = TestNamespace::create(&client, "e2e-invalid").await;
+    let quota = json!({"name": "compute", "hard": {"pods": "10"}});
+
+    // 1. default/defaultRequest above maxLimitRequestRatio: CEL cannot divide quantities.
+    let ratio = |max_ratio: &str| {
+        json!({"namespaces": [ns.name], "resourceQuotas": [quota],
+            "limitRanges": [{"name": "defaults", "limits": [{"type": "Container",
+                "default": {"cpu": "1"}, "defaultRequest": {"cpu": "100m"}, "maxLimitRequestRatio": {"cpu": max_ratio}}]}]})
+    };
+    let policy = TestPolicy::create(&client, &operator, "ratio", ratio("5")).await;
+    let status = policy.wait_condition(&client, "Stalled", "True").await;
+    let stalled = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled")
+        .unwrap();
+    assert_eq!(stalled.reason, "InvalidSpec");
+    assert!(stalled.message.starts_with("spec.limitRanges[0].limits[0]: default cpu limit 1 over default request 100m exceeds maxLimitRequestRatio 5"), "{}", stalled.message);
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "False" && c.reason == "InvalidSpec")
+    );
+    assert_untouched(&client, &ns.name).await;
+    assert!(
+        !event_notes(&client, &policy.name, "InvalidSpec")
+            .await
+            .is_empty()
+    );
+
+    policy.set_spec(&client, ratio("10")).await;
+    let status = policy.wait_ready(&client).await;
+    assert_eq!(status.ready_namespaces, 1);
+    let ranges: Api<LimitRange> = Api::namespaced(client.clone(), &ns.name);
+    assert!(ranges.get_opt("defaults").await.unwrap().is_some());
+    drop(policy);
+
+    // 2. A PDB selector with a label value the API server refuses: found by a server dry run
+    //    before any write, so the LimitRange and quota of the same policy are not created either.
+    let other = TestNamespace::create(&client, "e2e-invalid-pdb").await;
+    let bad_selector = |value: &str| {
+        json!({"namespaces": [other.name], "resourceQuotas": [quota],
+            "limitRanges": [{"name": "defaults", "limits": [{"type": "Container", "default": {"cpu": "1"}}]}],
+            "podDisruptionBudgets": [{"name": "web", "selector": {"matchLabels": {"app": value}}, "minAvailable": 1}]})
+    };
+    let policy = TestPolicy::create(
+        &client,
+        &operator,
+        "dryrun",
+        bad_selector("not a label value!"),
+    )
+    .await;
+    let status = policy.wait_condition(&client, "Stalled", "True").await;
+    let stalled = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled")
+        .unwrap();
+    assert_eq!(stalled.reason, "InvalidSpec");
+    assert!(
+        stalled
+            .message
+            .starts_with("spec.podDisruptionBudgets[name=web]"),
+        "{}",
+        stalled.message
+    );
+    assert!(
+        stalled.message.contains("spec.selector"),
+        "{}",
+        stalled.message
+    );
+    assert_untouched(&client, &other.name).await;
+    let creates = operator.metric("tenantry_api_writes_total", &["verb=\"create\""]);
+    assert_eq!(
+        creates, 2.0,
+        "only the fixed first policy's LimitRange and quota were ever created"
+    );
+
+    policy.set_spec(&client, bad_selector("web")).await;
+    assert_eq!(policy.wait_ready(&client).await.ready_namespaces, 1);
+
+    // 3. A namespace selector with an unknown operator.
+    let selector = TestPolicy::create(
+        &client,
+        &operator,
+        "selector",
+        json!({
+            "namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Near"}]},
+            "resourceQuotas": [quota],
+        }),
+    )
+    .await;
+    let status = selector.wait_condition(&client, "Stalled", "True").await;
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.reason == "InvalidSpec" && c.message.starts_with("spec.namespaceSelector")),
+        "{:?}",
+        status.conditions
+    );
+}
+
+/// Quantity comparison agrees with the API server's own canonical form: 200 generated quantities
+/// are stored in ResourceQuotas and read back; each stored spelling must compare equal to what was
+/// sent and unequal to every value that differs. (If the server rounded where the controller does
+/// not, a converged object would look changed forever.)
+#[tokio::test]
+async fn quantity_comparison_agrees_with_the_api_servers_canonical_form() {
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use kube::api::PostParams;
+    use tenantry::quantity;
+
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-quantities").await;
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &ns.name);
+    let keys = [
+        "requests.cpu",
+        "limits.cpu",
+        "requests.memory",
+        "limits.memory",
+        "cpu",
+        "memory",
+        "requests.storage",
+        "requests.ephemeral-storage",
+    ];
+    let suffixes = [
+        "", "m", "k", "M", "G", "T", "Ki", "Mi", "Gi", "Ti", "u", "n", "e3", "E-2",
+    ];
+    // A fixed linear congruential sequence: varied, and the same on every run.
+    let mut state: u64 = 0x5eed;
+    let mut next = move |bound: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % bound
+    };
+    let mut sent = Vec::new();
+    for q in 0..25 {
+        let mut hard = std::collections::BTreeMap::new();
+        for key in keys {
+            let whole = next(100_000);
+            let text = match next(3) {
+                0 => format!("{whole}{}", suffixes[next(suffixes.len() as u64) as usize]),
+                1 => format!("{whole}.{}{}", next(1000), suffixes[next(10) as usize]),
+                _ => format!(
+                    "{}{}",
+                    whole * 1024,
+                    ["Ki", "Mi", "", "m"][next(4) as usize]
+                ),
+            };
+            hard.insert(key.to_owned(), Quantity(text.clone()));
+            sent.push((format!("q{q}"), key, text));
+        }
+        let quota: ResourceQuota = serde_json::from_value(
+            json!({"metadata": {"name": format!("q{q}")}, "spec": {"hard": hard}}),
+        )
+        .unwrap();
+        quotas
+            .create(&PostParams::default(), &quota)
+            .await
+            .unwrap_or_else(|e| panic!("{hard:?}: {e}"));
+    }
+    let mut stored = Vec::new();
+    for (name, key, text) in &sent {
+        let quota = quotas.get(name).await.unwrap();
+        let back = quota.spec.unwrap().hard.unwrap()[*key].0.clone();
+        assert!(
+            quantity::same(text, &back),
+            "sent {text}, the API server stored {back}: they must compare equal"
+        );
+        stored.push((text.clone(), back));
+    }
+    for (i, (text, _)) in stored.iter().enumerate() {
+        for (other_text, other_back) in stored.iter().skip(i + 1) {
+            if quantity::stored_value(text) != quantity::stored_value(other_text) {
+                assert!(
+                    !quantity::same(text, other_back),
+                    "{text} must differ from {other_text} (stored {other_back})"
+                );
+            }
+        }
+    }
+}
