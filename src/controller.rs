@@ -22,6 +22,10 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::api::{DeletionPolicy, POLICY_LABEL, TenantPolicy};
+
+/// A policy as watched: one that does not deserialize (stored under an older schema, say) is
+/// reported on its own instead of breaking the watch of all of them.
+pub type Guarded = kube::core::DeserializeGuard<TenantPolicy>;
 use crate::apply::{Applier, NOT_OWNED_RECHECK, NotOwned, Outcome};
 use crate::diff::{self, Action};
 use crate::metrics::{ErrorLabels, KindLabels, Metrics};
@@ -76,7 +80,7 @@ pub struct Settings {
 /// The caches every reconcile reads.
 #[derive(Clone)]
 pub struct Stores {
-    pub policies: Store<TenantPolicy>,
+    pub policies: Store<Guarded>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     pub limit_ranges: Store<LimitRange>,
     pub quotas: Store<ResourceQuota>,
@@ -222,7 +226,13 @@ impl Context {
             .clone()
     }
 
-    async fn publish(&self, policy: &TenantPolicy, type_: EventType, reason: &str, note: String) {
+    async fn publish(
+        &self,
+        policy: &(impl Resource<DynamicType = ()> + Sync),
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
         self.publish_about(policy, type_, reason, note, None).await
     }
 
@@ -230,7 +240,7 @@ impl Context {
     /// the Recorder from folding it into the series of an Event about another object.
     async fn publish_about(
         &self,
-        policy: &TenantPolicy,
+        policy: &(impl Resource<DynamicType = ()> + Sync),
         type_: EventType,
         reason: &str,
         note: String,
@@ -279,8 +289,12 @@ fn listing<'a>(items: impl Iterator<Item = (&'a ObjectKey, String)>) -> String {
     text
 }
 
-pub async fn reconcile(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+pub async fn reconcile(guard: Arc<Guarded>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     ctx.synced.wait().await?;
+    let policy = match &guard.0 {
+        Ok(policy) => Arc::new(policy.clone()),
+        Err(invalid) => return unreadable(&guard, invalid, &ctx).await,
+    };
     let started = Instant::now();
     ctx.metrics.reconciles.inc();
     let api: Api<TenantPolicy> = Api::all(ctx.client.clone());
@@ -303,7 +317,7 @@ pub async fn reconcile(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<R
     result
 }
 
-pub fn error_policy(policy: Arc<TenantPolicy>, error: &Error, ctx: Arc<Context>) -> Requeue {
+pub fn error_policy(policy: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Requeue {
     warn!(policy = %policy.name_any(), %error, "reconcile failed");
     ctx.metrics
         .reconcile_errors
@@ -331,6 +345,7 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
     let mut candidates = Vec::new();
     for p in all
         .iter()
+        .filter_map(|g| g.0.as_ref().ok())
         .filter(|p| p.meta().deletion_timestamp.is_none() && p.name_any() != owner.name)
     {
         if let Ok(c) = Candidate::new(p.meta().name.as_deref().unwrap_or_default(), &p.spec) {
@@ -458,8 +473,14 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
             "restored {} objects changed outside Tenantry: {note}",
             corrected.len()
         );
-        ctx.publish_about(&policy, EventType::Warning, "DriftCorrected", note, single)
-            .await;
+        ctx.publish_about(
+            policy.as_ref(),
+            EventType::Warning,
+            "DriftCorrected",
+            note,
+            single,
+        )
+        .await;
     }
     if !applied.is_empty() {
         let namespaces: BTreeSet<&str> = applied.iter().map(|k| k.namespace.as_str()).collect();
@@ -469,12 +490,12 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
             namespaces.len(),
             listing(applied.iter().map(|k| (k, String::new())))
         );
-        ctx.publish(&policy, EventType::Normal, "Applied", note)
+        ctx.publish(policy.as_ref(), EventType::Normal, "Applied", note)
             .await;
     }
     if pruned > 0 {
         ctx.publish(
-            &policy,
+            policy.as_ref(),
             EventType::Normal,
             "Pruned",
             format!("deleted {pruned} objects no longer governed by this policy"),
@@ -482,7 +503,7 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
         .await;
     }
     if released > 0 {
-        ctx.publish(&policy, EventType::Normal, "Released", format!("released {released} objects no longer governed by this policy (deletionPolicy Retain)")).await;
+        ctx.publish(policy.as_ref(), EventType::Normal, "Released", format!("released {released} objects no longer governed by this policy (deletionPolicy Retain)")).await;
     }
     let (new_failures, shadow_changed) = {
         let mut reported = memory.reported.lock().expect("not poisoned");
@@ -524,7 +545,7 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            ctx.publish(&policy, EventType::Warning, "NotOwned", note)
+            ctx.publish(policy.as_ref(), EventType::Warning, "NotOwned", note)
                 .await;
         }
         let others: Vec<String> = new_failures
@@ -534,7 +555,7 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
             .collect();
         if !others.is_empty() {
             ctx.publish(
-                &policy,
+                policy.as_ref(),
                 EventType::Warning,
                 "ApplyFailed",
                 format!(
@@ -559,7 +580,7 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
             namespaces.len(),
             winners.into_iter().collect::<Vec<_>>().join(", ")
         );
-        ctx.publish(&policy, EventType::Normal, "Shadowed", note)
+        ctx.publish(policy.as_ref(), EventType::Normal, "Shadowed", note)
             .await;
     }
 
@@ -581,6 +602,43 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
     } else {
         Requeue::requeue(RESYNC)
     })
+}
+
+/// The stored policy does not deserialize into this version's types: report it on the policy
+/// (status and one Warning Event per distinct problem) and leave everything as it is.
+async fn unreadable(
+    guard: &Guarded,
+    invalid: &kube::core::error_boundary::InvalidObject,
+    ctx: &Context,
+) -> Result<Requeue, Error> {
+    let name = guard.name_any();
+    let memory = ctx.memory(&name);
+    let problem = format!(
+        "the stored policy cannot be read by this version of Tenantry: {}",
+        invalid.error
+    );
+    let changed = {
+        let mut reported = memory.reported.lock().expect("not poisoned");
+        let changed = reported.invalid.as_ref() != Some(&problem);
+        reported.invalid = Some(problem.clone());
+        changed
+    };
+    if changed {
+        warn!(policy = %name, error = %invalid.error, "policy cannot be read");
+        ctx.publish(guard, EventType::Warning, "InvalidSpec", problem.clone())
+            .await;
+        let summary = Summary {
+            generation: invalid.metadata.generation,
+            invalid_spec: Some(problem),
+            ..Default::default()
+        };
+        let status = status::compute(&summary, None, Time(k8s_openapi::jiff::Timestamp::now()));
+        ctx.applier
+            .patch_status(&name, &status)
+            .await
+            .map_err(Error::Status)?;
+    }
+    Ok(Requeue::await_change())
 }
 
 /// The spec cannot be applied: say so (status Stalled/InvalidSpec, one Warning Event per distinct
@@ -645,7 +703,7 @@ async fn cleanup_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<
                 return Err(Error::ReleaseIncomplete(left));
             }
             ctx.publish(
-                &policy,
+                policy.as_ref(),
                 EventType::Normal,
                 "Released",
                 format!("policy deleted: released {owned} objects (deletionPolicy Retain)"),
@@ -653,7 +711,7 @@ async fn cleanup_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<
             .await;
         }
         DeletionPolicy::Delete => {
-            ctx.publish(&policy, EventType::Normal, "Deleting", format!("policy deleted: {owned} objects are removed by the garbage collector (deletionPolicy Delete)")).await;
+            ctx.publish(policy.as_ref(), EventType::Normal, "Deleting", format!("policy deleted: {owned} objects are removed by the garbage collector (deletionPolicy Delete)")).await;
         }
     }
     ctx.memory.lock().expect("not poisoned").remove(&owner.name);
@@ -732,7 +790,7 @@ fn managed_watch<K: ManagedResource>(
     (store, changes(events, managed_fingerprint::<K>, listed))
 }
 
-fn policy_of<K: Resource>(object: K) -> Option<ObjectRef<TenantPolicy>> {
+fn policy_of<K: Resource>(object: K) -> Option<ObjectRef<Guarded>> {
     object
         .labels()
         .get(POLICY_LABEL)
@@ -751,14 +809,14 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
         policy_config = policy_config.labels(selector);
     }
     let (policies, policy_writer) = reflector::store();
-    let policy_events = watcher(Api::<TenantPolicy>::all(client.clone()), policy_config)
+    let policy_events = watcher(Api::<Guarded>::all(client.clone()), policy_config)
         .default_backoff()
         .modify(|p| p.managed_fields_mut().clear())
         .reflect(policy_writer);
     let policy_tx = all_tx.clone();
     let policy_stream = changes(
         policy_events,
-        |p: &TenantPolicy| {
+        |p: &Guarded| {
             fingerprint((
                 p.meta().generation,
                 p.finalizers(),
