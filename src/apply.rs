@@ -22,6 +22,7 @@ use crate::api::{
     FIELD_MANAGER, Failure, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TenantPolicy, TenantPolicyStatus,
 };
 use crate::diff::Action;
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::resources::{Desired, Kind, ObjectKey, Owner};
 
@@ -47,6 +48,7 @@ pub struct Applier {
     client: Client,
     metrics: Arc<Metrics>,
     concurrency: usize,
+    leadership: Arc<Leadership>,
 }
 
 fn api_resource(kind: Kind) -> ApiResource {
@@ -99,12 +101,23 @@ fn dynamic(object: Value) -> DynamicObject {
 }
 
 impl Applier {
-    pub fn new(client: Client, metrics: Arc<Metrics>, concurrency: usize) -> Self {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        concurrency: usize,
+        leadership: Arc<Leadership>,
+    ) -> Self {
         Self {
             client,
             metrics,
             concurrency: concurrency.max(1),
+            leadership,
         }
+    }
+
+    /// Fencing: false once this process no longer holds the leader lease.
+    pub fn may_write(&self) -> bool {
+        self.leadership.holds()
     }
 
     fn api(&self, key: &ObjectKey) -> Api<DynamicObject> {
@@ -127,6 +140,9 @@ impl Applier {
 
     async fn one(&self, owner: &Owner, action: Action, memory: &NotOwned) -> Outcome {
         let key = action.key().clone();
+        if !self.may_write() {
+            return Outcome::Retry(key);
+        }
         let api = self.api(&key);
         let kind = key.kind.as_str();
         match action {

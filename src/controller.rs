@@ -28,6 +28,7 @@ use crate::api::{DeletionPolicy, POLICY_LABEL, TenantPolicy};
 pub type Guarded = kube::core::DeserializeGuard<TenantPolicy>;
 use crate::apply::{Applier, NOT_OWNED_RECHECK, NotOwned, Outcome};
 use crate::diff::{self, Action};
+use crate::leader::Leadership;
 use crate::metrics::{ErrorLabels, KindLabels, Metrics};
 use crate::resources::{Kind, Live, ManagedResource, ObjectKey, Owner, live_of};
 use crate::select::{self, Candidate, NamespaceInfo};
@@ -246,6 +247,9 @@ impl Context {
         note: String,
         related: Option<&ObjectKey>,
     ) {
+        if !self.applier.may_write() {
+            return;
+        }
         self.metrics.count_write("event", "Event");
         let secondary = related.map(|k| ObjectReference {
             api_version: Some(k.kind.api_version().into()),
@@ -798,7 +802,12 @@ fn policy_of<K: Resource>(object: K) -> Option<ObjectRef<Guarded>> {
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
-pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> anyhow::Result<()> {
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    leadership: Arc<Leadership>,
+) -> anyhow::Result<()> {
     // Policy changes (spec, finalizers, deletion) and namespace changes (labels, deletion) can
     // move overlaps anywhere, so they trigger every policy; policies are few.
     let (all_tx, all_rx) = mpsc::unbounded_channel::<()>();
@@ -882,7 +891,12 @@ pub async fn run(client: Client, settings: Settings, metrics: Arc<Metrics>) -> a
     let ctx = Arc::new(Context {
         client: client.clone(),
         stores: stores.clone(),
-        applier: Applier::new(client.clone(), metrics.clone(), settings.write_concurrency),
+        applier: Applier::new(
+            client.clone(),
+            metrics.clone(),
+            settings.write_concurrency,
+            leadership,
+        ),
         recorder: Recorder::new(client.clone(), reporter),
         metrics: metrics.clone(),
         synced: synced.clone(),

@@ -9,6 +9,7 @@ pub mod apply;
 pub mod controller;
 pub mod crd;
 pub mod diff;
+pub mod leader;
 pub mod metrics;
 pub mod quantity;
 pub mod resources;

@@ -1,8 +1,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use tenantry::controller::{self, Settings};
+use tenantry::leader::{self, Elector, Leadership};
 use tenantry::metrics::{self, Metrics};
 use tracing_subscriber::EnvFilter;
 
@@ -42,7 +45,43 @@ enum Command {
         /// Policies reconciled at once.
         #[arg(long, default_value_t = 4)]
         reconcile_concurrency: u16,
+        #[command(flatten)]
+        election: ElectionArgs,
     },
+}
+
+/// Leader election (for more than one replica).
+#[derive(clap::Args, Debug)]
+struct ElectionArgs {
+    /// Only the holder of a Lease writes; the others wait to take over.
+    #[arg(long, env = "TENANTRY_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the Lease.
+    #[arg(long, default_value = "tenantry-system")]
+    leader_election_namespace: String,
+    /// Name of the Lease.
+    #[arg(long, default_value = "tenantry-leader")]
+    leader_election_id: String,
+    /// How long a lease is valid without renewal before another instance may take it.
+    #[arg(long, value_parser = humantime_secs, default_value = "15")]
+    lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it gives up leadership.
+    #[arg(long, value_parser = humantime_secs, default_value = "10")]
+    renew_deadline: Duration,
+    /// How often candidates try to acquire and the leader renews.
+    #[arg(long, value_parser = humantime_secs, default_value = "2")]
+    retry_period: Duration,
+}
+
+/// Seconds, optionally with an `s` suffix (`15`, `15s`, `0.5s`).
+fn humantime_secs(text: &str) -> Result<Duration, String> {
+    let number = text.strip_suffix('s').unwrap_or(text);
+    number
+        .parse::<f64>()
+        .ok()
+        .filter(|s| *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{text:?} is not a number of seconds"))
 }
 
 fn init_logging(format: LogFormat) {
@@ -82,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
             policy_selector,
             write_concurrency,
             reconcile_concurrency,
+            election,
         } => {
             init_logging(log_format);
             let client = kube::Client::try_default().await?;
@@ -89,15 +129,53 @@ async fn main() -> anyhow::Result<()> {
             let metrics = Arc::new(Metrics::default());
             let bound = metrics::serve(metrics_addr, metrics.clone()).await?;
             tracing::info!(metrics = %bound, "serving /metrics, /healthz and /readyz");
+            let instance = std::env::var("POD_NAME")
+                .ok()
+                .or_else(|| std::env::var("HOSTNAME").ok());
             let settings = Settings {
                 policy_selector,
                 write_concurrency,
                 reconcile_concurrency,
-                instance: std::env::var("POD_NAME")
-                    .ok()
-                    .or_else(|| std::env::var("HOSTNAME").ok()),
+                instance: instance.clone(),
             };
-            controller::run(client, settings, metrics).await?;
+            if !election.leader_elect {
+                metrics.leader.set(1);
+                controller::run(client, settings, metrics, Leadership::always()).await?;
+                return Ok(());
+            }
+            let identity = format!(
+                "{}_{}",
+                instance.unwrap_or_else(|| "tenantry".into()),
+                std::process::id()
+            );
+            let elector = Elector::new(
+                client.clone(),
+                leader::Settings {
+                    namespace: election.leader_election_namespace,
+                    lease_name: election.leader_election_id,
+                    identity,
+                    lease_duration: election.lease_duration,
+                    renew_deadline: election.renew_deadline,
+                    retry_period: election.retry_period,
+                },
+            );
+            // A standby candidate is healthy: ready while it waits, not while a new leader syncs.
+            metrics.set_ready(true);
+            let (lost_tx, lost_rx) = tokio::sync::oneshot::channel();
+            let leadership = tokio::select! {
+                leadership = elector.acquire(lost_tx) => leadership,
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            };
+            metrics.leader.set(1);
+            metrics.set_ready(false);
+            tokio::select! {
+                result = controller::run(client, settings, metrics.clone(), leadership) => result?,
+                _ = lost_rx => {
+                    metrics.leader.set(0);
+                    // Writes are already fenced; exiting lets the Deployment restart this pod as a candidate.
+                    anyhow::bail!("lost leadership");
+                }
+            }
         }
     }
     Ok(())

@@ -40,6 +40,7 @@ pub struct Metrics {
     pub api_writes: Family<WriteLabels, Counter>,
     pub managed_objects: Family<KindLabels, Gauge>,
     pub drift_corrections: Family<KindLabels, Counter>,
+    pub leader: Gauge,
     registry: Registry,
     ready: AtomicBool,
 }
@@ -83,7 +84,14 @@ impl Default for Metrics {
             "Managed objects changed or deleted outside Tenantry and restored",
             drift_corrections.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this instance holds the leader lease (or runs without election)",
+            leader.clone(),
+        );
         Self {
+            leader,
             reconciles,
             reconcile_errors,
             reconcile_duration,
