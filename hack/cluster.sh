@@ -138,16 +138,29 @@ up() {
     --quota-backend-bytes 8589934592 --listen-metrics-urls "" --log-level warn
   wait_for "etcd health" 60 curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$etcd_port/health"
 
+  # Audit only what Tenantry's own service account does: the RBAC test reads it to prove that
+  # every verb in the ClusterRole is used.
+  cat > "$state/audit-policy.yaml" <<AUDIT
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    users: ["system:serviceaccount:tenantry-system:tenantry"]
+  - level: None
+AUDIT
   log "starting kube-apiserver on https://127.0.0.1:$api_port"
   # Default admission plugins are on (NamespaceLifecycle, LimitRanger, ServiceAccount,
-  # ResourceQuota, ValidatingAdmissionPolicy, ...); LimitRanger and ResourceQuota named for clarity.
+  # ResourceQuota, ValidatingAdmissionPolicy, ...); LimitRanger and ResourceQuota named for
+  # clarity; OwnerReferencesPermissionEnforcement added, as hardened clusters have it.
   start kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" \
     --authorization-mode RBAC \
-    --enable-admission-plugins LimitRanger,ResourceQuota \
+    --enable-admission-plugins LimitRanger,ResourceQuota,OwnerReferencesPermissionEnforcement \
+    --audit-policy-file "$state/audit-policy.yaml" --audit-log-path "$logs/audit.log" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range 10.96.0.0/24 \
