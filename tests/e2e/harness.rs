@@ -196,6 +196,16 @@ pub struct Operator {
 
 impl Operator {
     pub async fn start(shard: &str) -> Self {
+        Self::start_with(shard, &[], None).await
+    }
+
+    /// An operator with extra `tenantry run` arguments and, optionally, its own kubeconfig (a
+    /// service account's identity).
+    pub async fn start_with(
+        shard: &str,
+        args: &[&str],
+        kubeconfig: Option<&std::path::Path>,
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -208,7 +218,13 @@ impl Operator {
         let child = Command::new(env!("CARGO_BIN_EXE_tenantry"))
             .args(["run", "--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(["--policy-selector", &format!("{SHARD_LABEL}={shard}")])
-            .env("KUBECONFIG", kubeconfig_path())
+            .args(args)
+            .env(
+                "KUBECONFIG",
+                kubeconfig
+                    .map(|p| p.to_path_buf())
+                    .unwrap_or_else(kubeconfig_path),
+            )
             .env(
                 "RUST_LOG",
                 std::env::var("E2E_OPERATOR_LOG")
@@ -253,6 +269,14 @@ impl Operator {
 
     pub fn reconciles(&self) -> f64 {
         self.metric("tenantry_reconciles_total", &[])
+    }
+
+    /// `kill -9`: no graceful shutdown, no lease release.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Stops the process with SIGTERM (graceful shutdown) and waits for it.

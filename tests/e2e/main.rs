@@ -1,5 +1,6 @@
 //! End-to-end tests against the real local control plane (`make test` starts it).
 mod controller;
 mod harness;
+mod install;
 mod smoke;
 mod validation;
