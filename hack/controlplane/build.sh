@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager and kubectl (the client matching the server) from the Go module proxy into a cache
+# Builds etcd, kube-apiserver, kube-controller-manager, kubectl (the client matching the server)
+# and the kstatus checker from the Go module proxy into a cache
 # outside the work tree, keyed by version: a second run finds them and returns in milliseconds.
 # Prints the directory holding the binaries on its last line of stdout. Progress goes to stderr.
 set -euo pipefail
@@ -54,7 +55,16 @@ for component in kube-apiserver kube-controller-manager kubectl; do
   fi
 done
 
+# kstatus checker (hack/kstatus): keyed by its source and dependencies.
+kstatus_key=$(cat "$here/../kstatus/main.go" "$here/../kstatus/go.sum" | sha256sum | cut -c1-12)
+kstatus_bin="$cache_root/bin/kstatus-$kstatus_key/kstatus"
+if [ ! -x "$kstatus_bin" ]; then
+  mkdir -p "$(dirname "$kstatus_bin")"
+  build_with_progress "$here/../kstatus" "$kstatus_bin" . ""
+fi
+
 ln -sf "$etcd_dir/etcd" "$bin_dir/etcd"
+ln -sf "$kstatus_bin" "$bin_dir/kstatus"
 ln -sf "$k8s_dir/kube-apiserver" "$bin_dir/kube-apiserver"
 ln -sf "$k8s_dir/kube-controller-manager" "$bin_dir/kube-controller-manager"
 ln -sf "$k8s_dir/kubectl" "$bin_dir/kubectl"
