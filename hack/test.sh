@@ -6,6 +6,12 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 export TENANTRY_STATE=${TENANTRY_STATE:-$repo/.tenantry}
 
+# Argo CD's health check is tested under a real Lua 5.1 (Debian package).
+if ! command -v lua5.1 >/dev/null; then
+  echo "== installing lua5.1"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lua5.1
+fi
+
 started_here=""
 if ! bash hack/cluster.sh status >/dev/null 2>&1; then
   started_here=yes

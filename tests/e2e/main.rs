@@ -1,6 +1,7 @@
 //! End-to-end tests against the real local control plane (`make test` starts it).
 mod controller;
 mod harness;
+mod health;
 mod install;
 mod smoke;
 mod validation;
