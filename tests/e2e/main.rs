@@ -3,5 +3,6 @@ mod controller;
 mod harness;
 mod health;
 mod install;
+mod security;
 mod smoke;
 mod validation;
