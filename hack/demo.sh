@@ -126,6 +126,12 @@ echo "pods in mia by QoS class (before: all BestEffort):"
 kubectl get pods -n mia -o jsonpath='{range .items[*]}{.status.qosClass}{"\n"}{end}' | sort | uniq -c | sed 's/^/ /'
 kubectl get pods -n mia -o custom-columns='NEW POD:.metadata.name,QOS:.status.qosClass,CPU REQUEST:.spec.containers[0].resources.requests.cpu,CPU LIMIT:.spec.containers[0].resources.limits.cpu,MEMORY REQUEST:.spec.containers[0].resources.requests.memory,MEMORY LIMIT:.spec.containers[0].resources.limits.memory' | awk 'NR==1 || /Burstable/' | head -3
 
+step "a tenant cannot bypass it: trino's namespace admin tries to delete the trino-worker PDB"
+kubectl apply --server-side --force-conflicts -k config/admission >/dev/null
+kubectl create rolebinding trino-admin --clusterrole=admin --user=trino-admin -n trino --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+echo "\$ kubectl delete pdb trino-worker -n trino --as=trino-admin"
+kubectl delete pdb trino-worker -n trino --as=trino-admin 2>&1 | sed 's/^/  /' || true
+
 step "managed objects per namespace"
 kubectl get limitrange,resourcequota,poddisruptionbudget -A -l app.kubernetes.io/managed-by=tenantry \
   -o custom-columns='NAMESPACE:.metadata.namespace,KIND:.kind,NAME:.metadata.name,POLICY:.metadata.labels.tenantry\.io/policy'
