@@ -27,7 +27,7 @@ use crate::api::{DeletionPolicy, POLICY_LABEL, TenantPolicy};
 /// reported on its own instead of breaking the watch of all of them.
 pub type Guarded = kube::core::DeserializeGuard<TenantPolicy>;
 use crate::apply::{Applier, NOT_OWNED_RECHECK, NotOwned, Outcome};
-use crate::diff::{self, Action};
+use crate::diff::{self, Action, LiveIndex};
 use crate::leader::Leadership;
 use crate::metrics::{ErrorLabels, KindLabels, Metrics};
 use crate::resources::{Kind, Live, ManagedResource, ObjectKey, Owner, live_of};
@@ -86,7 +86,11 @@ pub struct Stores {
     pub limit_ranges: Store<LimitRange>,
     pub quotas: Store<ResourceQuota>,
     pub pdbs: Store<PodDisruptionBudget>,
+    /// Per managed object (by uid): the resourceVersion seen and its normalised spec fingerprint.
+    pub spec_prints: SpecPrints,
 }
+
+pub type SpecPrints = Arc<std::sync::RwLock<HashMap<String, (String, u64)>>>;
 
 /// Whether every watch has finished its first list. Tracked here rather than with
 /// `Store::wait_until_ready`, whose one-shot channel wakes only the last of several waiters.
@@ -140,16 +144,84 @@ fn on_listed(
     }
 }
 
-impl Stores {
-    /// Tenantry-managed objects that concern `owner`: labelled for it, or at a key it wants.
-    fn live_for(&self, owner: &Owner, wanted: &HashSet<&ObjectKey>) -> Vec<Live> {
-        let mut live = Vec::new();
-        collect(&self.limit_ranges, owner, wanted, &mut live);
-        collect(&self.quotas, owner, wanted, &mut live);
-        collect(&self.pdbs, owner, wanted, &mut live);
-        live
+/// The caches as the diff sees them: lookups by key, no copy of the whole cache.
+impl LiveIndex for Stores {
+    fn get(&self, key: &ObjectKey) -> Option<Live> {
+        fn lookup<K: ManagedResource>(store: &Store<K>, key: &ObjectKey) -> Option<Live> {
+            store
+                .get(&ObjectRef::new(&key.name).within(&key.namespace))
+                .map(|o| live_of(o.as_ref()))
+        }
+        match key.kind {
+            Kind::LimitRange => lookup(&self.limit_ranges, key),
+            Kind::ResourceQuota => lookup(&self.quotas, key),
+            Kind::PodDisruptionBudget => lookup(&self.pdbs, key),
+        }
     }
 
+    fn labelled_for(
+        &self,
+        policy: &str,
+        keep: &dyn Fn(Kind, &str, &str) -> bool,
+    ) -> Vec<ObjectKey> {
+        let mut keys = Vec::new();
+        labelled_keys(&self.limit_ranges, policy, keep, &mut keys);
+        labelled_keys(&self.quotas, policy, keep, &mut keys);
+        labelled_keys(&self.pdbs, policy, keep, &mut keys);
+        keys
+    }
+
+    fn converged(&self, key: &ObjectKey, owner: &Owner, fingerprint: u64) -> Option<bool> {
+        fn check<K: ManagedResource>(
+            store: &Store<K>,
+            prints: &SpecPrints,
+            key: &ObjectKey,
+            owner: &Owner,
+            fingerprint: u64,
+        ) -> Option<bool> {
+            let object = store.get(&ObjectRef::new(&key.name).within(&key.namespace))?;
+            let meta = object.meta();
+            let (rv, print) = prints
+                .read()
+                .expect("not poisoned")
+                .get(meta.uid.as_deref()?)?
+                .clone();
+            if Some(&rv) != meta.resource_version.as_ref() {
+                return None; // the print is of another version: compare in full
+            }
+            let labels = meta.labels.as_ref()?;
+            let references = meta.owner_references.as_deref().unwrap_or_default();
+            let controllers: Vec<&str> = references
+                .iter()
+                .filter(|r| r.controller == Some(true))
+                .map(|r| r.uid.as_str())
+                .collect();
+            Some(
+                print == fingerprint
+                    && meta.deletion_timestamp.is_none()
+                    && crate::resources::managed_labels(&owner.name)
+                        .iter()
+                        .all(|(k, v)| labels.get(k) == Some(v))
+                    && controllers == [owner.uid.as_str()],
+            )
+        }
+        match key.kind {
+            Kind::LimitRange => check(
+                &self.limit_ranges,
+                &self.spec_prints,
+                key,
+                owner,
+                fingerprint,
+            ),
+            Kind::ResourceQuota => check(&self.quotas, &self.spec_prints, key, owner, fingerprint),
+            Kind::PodDisruptionBudget => {
+                check(&self.pdbs, &self.spec_prints, key, owner, fingerprint)
+            }
+        }
+    }
+}
+
+impl Stores {
     fn count_managed(&self, metrics: &Metrics) {
         for (kind, count) in [
             (Kind::LimitRange, self.limit_ranges.len()),
@@ -166,24 +238,31 @@ impl Stores {
     }
 }
 
-fn collect<K: ManagedResource>(
+fn labelled_keys<K: ManagedResource>(
     store: &Store<K>,
-    owner: &Owner,
-    wanted: &HashSet<&ObjectKey>,
-    out: &mut Vec<Live>,
+    policy: &str,
+    keep: &dyn Fn(Kind, &str, &str) -> bool,
+    out: &mut Vec<ObjectKey>,
 ) {
     for object in store.state() {
         let meta = object.meta();
-        let labelled = meta.labels.as_ref().and_then(|l| l.get(POLICY_LABEL)) == Some(&owner.name);
-        let at_wanted_key = || {
-            wanted.contains(&ObjectKey {
+        let (namespace, name) = (
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
+        );
+        if meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(POLICY_LABEL))
+            .map(String::as_str)
+            == Some(policy)
+            && keep(K::KIND, namespace, name)
+        {
+            out.push(ObjectKey {
                 kind: K::KIND,
-                namespace: meta.namespace.clone().unwrap_or_default(),
-                name: meta.name.clone().unwrap_or_default(),
-            })
-        };
-        if labelled || at_wanted_key() {
-            out.push(live_of(object.as_ref()));
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            });
         }
     }
 }
@@ -194,7 +273,8 @@ fn collect<K: ManagedResource>(
 struct PolicyMemory {
     /// The generation whose built objects passed the API server's dry run.
     validated: Mutex<Option<i64>>,
-    converged: Mutex<(Option<i64>, HashSet<ObjectKey>)>,
+    /// Fingerprints of the keys seen converged, at that generation.
+    converged: Mutex<(Option<i64>, HashSet<u64>)>,
     not_owned: NotOwned,
     reported: Mutex<Reported>,
 }
@@ -365,15 +445,15 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
     }
     candidates.push(Candidate::new(&owner.name, &policy.spec).expect("validated"));
     let me = candidates.last().expect("this policy was just added");
-    let namespaces: Vec<NamespaceInfo> = ctx
-        .stores
-        .namespaces
-        .state()
+    static NO_LABELS: std::collections::BTreeMap<String, String> =
+        std::collections::BTreeMap::new();
+    let snapshot = ctx.stores.namespaces.state();
+    let namespaces: Vec<NamespaceInfo> = snapshot
         .iter()
         .map(|ns| NamespaceInfo {
-            name: ns.name_any(),
-            labels: ns.labels().clone(),
-            terminating: ns.meta().deletion_timestamp.is_some(),
+            name: std::borrow::Cow::Borrowed(ns.metadata.name.as_deref().unwrap_or_default()),
+            labels: std::borrow::Cow::Borrowed(ns.metadata.labels.as_ref().unwrap_or(&NO_LABELS)),
+            terminating: ns.metadata.deletion_timestamp.is_some(),
         })
         .collect();
     let assignment = select::assign(me, &candidates, &namespaces);
@@ -393,9 +473,6 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
         *memory.validated.lock().expect("not poisoned") = generation;
     }
     memory.reported.lock().expect("not poisoned").invalid = None;
-    let wanted: HashSet<&ObjectKey> = assignment.desired.iter().map(|d| &d.key).collect();
-    let live = ctx.stores.live_for(&owner, &wanted);
-
     let known_converged = {
         let converged = memory.converged.lock().expect("not poisoned");
         if converged.0 == generation {
@@ -404,24 +481,28 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
             HashSet::new()
         }
     };
-    let plan = diff::plan(
+    let diff::Plan {
+        actions,
+        converged: already,
+        waiting,
+    } = diff::plan(
         &owner,
         &assignment.desired,
-        &live,
+        &ctx.stores,
         &assignment.handed_over,
         policy.spec.deletion_policy,
         &known_converged,
     );
-    let drift: HashMap<ObjectKey, diff::Drift> = plan
-        .actions
+    drop(known_converged);
+    let drift: HashMap<ObjectKey, diff::Drift> = actions
         .iter()
         .filter_map(|a| a.drift().map(|d| (a.key().clone(), d.clone())))
         .collect();
-    let outcomes = if plan.actions.is_empty() {
+    let outcomes = if actions.is_empty() {
         Vec::new()
     } else {
         ctx.applier
-            .execute(&owner, plan.actions.clone(), &memory.not_owned)
+            .execute(&owner, actions, &memory.not_owned)
             .await
     };
 
@@ -429,8 +510,8 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
     summary.shadowed = assignment.shadowed.clone();
     summary
         .waiting
-        .extend(plan.waiting.iter().map(|k| k.namespace.clone()));
-    let mut converged: HashSet<ObjectKey> = plan.converged.iter().cloned().collect();
+        .extend(waiting.iter().map(|k| k.namespace.clone()));
+    let mut converged: HashSet<u64> = already.into_iter().collect();
     let (mut applied, mut corrected, mut pruned, mut released, mut retry) =
         (Vec::new(), Vec::new(), 0, 0, false);
     for outcome in outcomes {
@@ -447,7 +528,7 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
                 } else {
                     applied.push(k.clone());
                 }
-                converged.insert(k);
+                converged.insert(k.fingerprint());
             }
             Outcome::Deleted(_) => pruned += 1,
             Outcome::Released(_) => released += 1,
@@ -689,11 +770,10 @@ async fn write_status(
 /// garbage collector (they carry its controller ownerReference).
 async fn cleanup_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let owner = owner_of(&policy);
-    let live = ctx.stores.live_for(&owner, &HashSet::new());
-    let owned = live.iter().filter(|l| l.is_owned_by(&owner)).count();
+    let owned = ctx.stores.labelled_for(&owner.name, &|_, _, _| true).len();
     match policy.spec.deletion_policy {
         DeletionPolicy::Retain => {
-            let actions: Vec<Action> = diff::release_all(&owner, &live);
+            let actions: Vec<Action> = diff::release_all(&owner, &ctx.stores);
             let memory = ctx.memory(&owner.name);
             let outcomes = ctx
                 .applier
@@ -735,6 +815,7 @@ fn changes<K: Resource + Clone + Send + 'static>(
     events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     fingerprint: impl Fn(&K) -> u64 + Send + 'static,
     mut listed: impl FnMut() + Send + 'static,
+    forget: impl Fn(&K) + Send + 'static,
 ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
     let mut seen: HashMap<String, u64> = HashMap::new();
     events.filter_map(move |event| {
@@ -746,6 +827,7 @@ fn changes<K: Resource + Clone + Send + 'static>(
             }
             Ok(watcher::Event::Delete(o)) => {
                 seen.remove(o.meta().uid.as_deref().unwrap_or_default());
+                forget(&o);
                 Some(Ok(o))
             }
             Ok(watcher::Event::InitDone) => {
@@ -759,8 +841,17 @@ fn changes<K: Resource + Clone + Send + 'static>(
     })
 }
 
-fn managed_fingerprint<K: ManagedResource>(object: &K) -> u64 {
+/// What makes a managed object's event worth a reconcile, recording on the way the normalised
+/// spec fingerprint that lets the diff recognise it as converged cheaply.
+fn managed_fingerprint<K: ManagedResource>(object: &K, prints: &SpecPrints) -> u64 {
     let meta = object.meta();
+    let spec_print = crate::resources::spec_fingerprint(&K::KIND.normalize(&object.spec_value()));
+    if let (Some(uid), Some(rv)) = (&meta.uid, &meta.resource_version) {
+        prints
+            .write()
+            .expect("not poisoned")
+            .insert(uid.clone(), (rv.clone(), spec_print));
+    }
     let owners: Vec<&str> = meta
         .owner_references
         .iter()
@@ -768,7 +859,7 @@ fn managed_fingerprint<K: ManagedResource>(object: &K) -> u64 {
         .map(|r| r.uid.as_str())
         .collect();
     fingerprint((
-        object.spec_value().to_string(),
+        spec_print,
         &meta.labels,
         owners,
         meta.deletion_timestamp.is_some(),
@@ -779,6 +870,7 @@ fn managed_fingerprint<K: ManagedResource>(object: &K) -> u64 {
 fn managed_watch<K: ManagedResource>(
     client: &Client,
     listed: impl FnMut() + Send + 'static,
+    prints: &SpecPrints,
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -791,7 +883,18 @@ fn managed_watch<K: ManagedResource>(
     .default_backoff()
     .modify(K::strip)
     .reflect(writer);
-    (store, changes(events, managed_fingerprint::<K>, listed))
+    let (record, forget) = (prints.clone(), prints.clone());
+    let stream = changes(
+        events,
+        move |o: &K| managed_fingerprint(o, &record),
+        listed,
+        move |o: &K| {
+            if let Some(uid) = &o.meta().uid {
+                forget.write().expect("not poisoned").remove(uid);
+            }
+        },
+    );
+    (store, stream)
 }
 
 fn policy_of<K: Resource>(object: K) -> Option<ObjectRef<Guarded>> {
@@ -812,6 +915,7 @@ pub async fn run(
     // move overlaps anywhere, so they trigger every policy; policies are few.
     let (all_tx, all_rx) = mpsc::unbounded_channel::<()>();
     let synced = Synced::new(5);
+    let spec_prints = SpecPrints::default();
 
     let mut policy_config = watcher::Config::default();
     if let Some(selector) = &settings.policy_selector {
@@ -833,6 +937,7 @@ pub async fn run(
             ))
         },
         on_listed(&synced, &all_tx),
+        |_| {},
     )
     .inspect(move |_| {
         let _ = policy_tx.send(());
@@ -859,6 +964,7 @@ pub async fn run(
             ))
         },
         on_listed(&synced, &all_tx),
+        |_| {},
     )
     .for_each(move |change| {
         match change {
@@ -871,10 +977,11 @@ pub async fn run(
     });
 
     let (limit_ranges, lr_stream) =
-        managed_watch::<LimitRange>(&client, on_listed(&synced, &all_tx));
-    let (quotas, rq_stream) = managed_watch::<ResourceQuota>(&client, on_listed(&synced, &all_tx));
+        managed_watch::<LimitRange>(&client, on_listed(&synced, &all_tx), &spec_prints);
+    let (quotas, rq_stream) =
+        managed_watch::<ResourceQuota>(&client, on_listed(&synced, &all_tx), &spec_prints);
     let (pdbs, pdb_stream) =
-        managed_watch::<PodDisruptionBudget>(&client, on_listed(&synced, &all_tx));
+        managed_watch::<PodDisruptionBudget>(&client, on_listed(&synced, &all_tx), &spec_prints);
     drop(all_tx);
 
     let stores = Stores {
@@ -883,6 +990,7 @@ pub async fn run(
         limit_ranges,
         quotas,
         pdbs,
+        spec_prints: spec_prints.clone(),
     };
     let reporter = Reporter {
         controller: "tenantry".into(),

@@ -1,12 +1,12 @@
 //! Desired against live: the writes that make a policy's objects exactly as declared, and nothing
 //! when they already are. Pure.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use serde_json::{Map, Value, json};
 
 use crate::api::{DeletionPolicy, MANAGED_BY_LABEL, POLICY_LABEL};
-use crate::resources::{Desired, Live, ObjectKey, Owner, managed_labels};
+use crate::resources::{Desired, Kind, Live, ObjectKey, Owner, managed_labels};
 
 /// Why an existing object is being rewritten although the policy did not change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,74 +63,112 @@ impl Action {
     }
 }
 
+/// Where the diff finds live objects: the controller's caches, or a plain slice in tests. Lookups
+/// are by key, so the diff never copies the whole cache.
+pub trait LiveIndex {
+    /// The Tenantry-managed object at this key, if any.
+    fn get(&self, key: &ObjectKey) -> Option<Live>;
+    /// Keys of the Tenantry-managed objects labelled for this policy that `keep` accepts.
+    fn labelled_for(&self, policy: &str, keep: &dyn Fn(Kind, &str, &str) -> bool)
+    -> Vec<ObjectKey>;
+    /// Fast path: `Some(true)` when the object at `key` is `owner`'s, not being deleted, and its
+    /// normalised spec has this fingerprint; `None` when the index cannot tell cheaply.
+    fn converged(&self, _key: &ObjectKey, _owner: &Owner, _fingerprint: u64) -> Option<bool> {
+        None
+    }
+}
+
+impl LiveIndex for [Live] {
+    fn get(&self, key: &ObjectKey) -> Option<Live> {
+        self.iter().find(|l| &l.key == key).cloned()
+    }
+    fn labelled_for(
+        &self,
+        policy: &str,
+        keep: &dyn Fn(Kind, &str, &str) -> bool,
+    ) -> Vec<ObjectKey> {
+        self.iter()
+            .filter(|l| {
+                l.policy() == Some(policy) && keep(l.key.kind, &l.key.namespace, &l.key.name)
+            })
+            .map(|l| l.key.clone())
+            .collect()
+    }
+}
+
 /// The plan for one policy.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
     pub actions: Vec<Action>,
-    /// Desired objects already exactly as declared.
-    pub converged: Vec<ObjectKey>,
+    /// Desired objects already exactly as declared (key fingerprints).
+    pub converged: Vec<u64>,
     /// Desired objects that are being deleted by someone else: wait for them to go.
     pub waiting: Vec<ObjectKey>,
 }
 
 /// Computes the writes for `owner`.
 ///
-/// `live` holds the Tenantry-managed objects the cache has for this policy and at the desired
-/// keys; `handed_over` are keys the winning policy wants under the same name (left for it to
-/// adopt); `known_converged` are keys seen converged at this generation, so a change to them is
-/// drift.
-pub fn plan(
+/// `live` finds the Tenantry-managed objects; `handed_over` are keys the winning policy wants
+/// under the same name (left for it to adopt); `known_converged` are fingerprints of keys seen
+/// converged at this generation, so a change to them is drift.
+pub fn plan<L: LiveIndex + ?Sized>(
     owner: &Owner,
     desired: &[Desired],
-    live: &[Live],
+    live: &L,
     handed_over: &BTreeSet<ObjectKey>,
     deletion_policy: DeletionPolicy,
-    known_converged: &HashSet<ObjectKey>,
+    known_converged: &HashSet<u64>,
 ) -> Plan {
-    let live_by_key: HashMap<&ObjectKey, &Live> = live.iter().map(|l| (&l.key, l)).collect();
     let mut plan = Plan::default();
     for d in desired {
         let drift = |l: Option<&Live>| {
             let changed_by = l.and_then(|l| l.foreign_manager.clone());
-            (known_converged.contains(&d.key) || changed_by.is_some()).then(|| Drift {
-                changed_by,
-                deleted: l.is_none(),
+            (known_converged.contains(&d.key.fingerprint()) || changed_by.is_some()).then(|| {
+                Drift {
+                    changed_by,
+                    deleted: l.is_none(),
+                }
             })
         };
-        match live_by_key.get(&d.key) {
+        if live.converged(&d.key, owner, d.fingerprint) == Some(true) {
+            plan.converged.push(d.key.fingerprint());
+            continue;
+        }
+        match live.get(&d.key) {
             None => plan.actions.push(Action::Create {
                 desired: d.clone(),
                 drift: drift(None),
             }),
             Some(l) if l.deleting => plan.waiting.push(d.key.clone()),
-            Some(l) => match compare(d, l, owner) {
-                Comparison::Converged => plan.converged.push(d.key.clone()),
+            Some(l) => match compare(d, &l, owner) {
+                Comparison::Converged => plan.converged.push(d.key.fingerprint()),
                 Comparison::NeedsApply => plan.actions.push(Action::Apply {
                     desired: d.clone(),
                     uid: l.uid.clone(),
-                    drift: drift(Some(l)),
+                    drift: drift(Some(&l)),
                 }),
                 Comparison::NeedsReplace => plan.actions.push(Action::Replace {
                     desired: d.clone(),
-                    patch: replace_patch(d, l, owner),
-                    drift: drift(Some(l)),
+                    patch: replace_patch(d, &l, owner),
+                    drift: drift(Some(&l)),
                 }),
             },
         }
     }
-    let wanted: HashSet<&ObjectKey> = desired.iter().map(|d| &d.key).collect();
-    for l in live {
-        if l.is_owned_by(owner)
-            && !l.deleting
-            && !wanted.contains(&l.key)
-            && !handed_over.contains(&l.key)
-        {
+    // Borrowed keys: no allocation per managed object.
+    let wanted: HashSet<(Kind, &str, &str)> = desired.iter().map(|d| borrowed(&d.key)).collect();
+    let handed: HashSet<(Kind, &str, &str)> = handed_over.iter().map(borrowed).collect();
+    let unwanted = live.labelled_for(&owner.name, &|kind, namespace, name| {
+        !wanted.contains(&(kind, namespace, name)) && !handed.contains(&(kind, namespace, name))
+    });
+    for l in unwanted.into_iter().filter_map(|k| live.get(&k)) {
+        if l.is_owned_by(owner) && !l.deleting {
             plan.actions.push(match deletion_policy {
-                DeletionPolicy::Delete => Action::Delete { live: l.clone() },
-                DeletionPolicy::Retain => Action::Release {
-                    live: l.clone(),
-                    patch: release_patch(l, owner),
-                },
+                DeletionPolicy::Delete => Action::Delete { live: l },
+                DeletionPolicy::Retain => {
+                    let patch = release_patch(&l, owner);
+                    Action::Release { live: l, patch }
+                }
             });
         }
     }
@@ -139,12 +177,18 @@ pub fn plan(
 
 /// Every object this policy owns released (Retain) or left to garbage collection (Delete), for
 /// the policy's deletion.
-pub fn release_all(owner: &Owner, live: &[Live]) -> Vec<Action> {
-    live.iter()
+fn borrowed(key: &ObjectKey) -> (Kind, &str, &str) {
+    (key.kind, key.namespace.as_str(), key.name.as_str())
+}
+
+pub fn release_all<L: LiveIndex + ?Sized>(owner: &Owner, live: &L) -> Vec<Action> {
+    live.labelled_for(&owner.name, &|_, _, _| true)
+        .into_iter()
+        .filter_map(|k| live.get(&k))
         .filter(|l| l.is_owned_by(owner) && !l.deleting)
-        .map(|l| Action::Release {
-            live: l.clone(),
-            patch: release_patch(l, owner),
+        .map(|l| {
+            let patch = release_patch(&l, owner);
+            Action::Release { live: l, patch }
         })
         .collect()
 }
@@ -157,9 +201,8 @@ enum Comparison {
 }
 
 fn compare(d: &Desired, l: &Live, owner: &Owner) -> Comparison {
-    let kind = d.key.kind;
-    let want = kind.normalize(&d.spec);
-    let have = kind.normalize(&l.spec);
+    let want = d.normalized.as_ref();
+    let have = &d.key.kind.normalize(&l.spec);
     let labels_ok = managed_labels(&owner.name)
         .iter()
         .all(|(k, v)| l.labels.get(k) == Some(v));
@@ -173,7 +216,7 @@ fn compare(d: &Desired, l: &Live, owner: &Owner) -> Comparison {
         .any(|r| r.controller == Some(true) && r.uid != owner.uid);
     if want == have && labels_ok && ours && !other_controller {
         Comparison::Converged
-    } else if other_controller || has_fields_beyond(&have, &want) {
+    } else if other_controller || has_fields_beyond(have, want) {
         Comparison::NeedsReplace
     } else {
         Comparison::NeedsApply
@@ -252,7 +295,6 @@ fn release_patch(l: &Live, owner: &Owner) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::Kind;
 
     fn owner() -> Owner {
         Owner {
@@ -270,10 +312,7 @@ mod tests {
     }
 
     fn desired(ns: &str, hard: Value) -> Desired {
-        Desired {
-            key: key(ns),
-            spec: json!({"hard": hard}),
-        }
+        Desired::of(key(ns), json!({"hard": hard}))
     }
 
     fn live(ns: &str, hard: Value, owner: &Owner) -> Live {
@@ -311,7 +350,7 @@ mod tests {
             )],
         );
         assert!(p.actions.is_empty(), "{p:?}");
-        assert_eq!(p.converged, vec![key("a")]);
+        assert_eq!(p.converged, vec![key("a").fingerprint()]);
     }
 
     #[test]
@@ -395,7 +434,7 @@ mod tests {
         let handed = plan(
             &owner(),
             &[],
-            &[stale],
+            std::slice::from_ref(&stale),
             &BTreeSet::from([key("gone")]),
             DeletionPolicy::Delete,
             &HashSet::new(),
@@ -436,11 +475,11 @@ mod tests {
             "never seen converged: a first creation"
         );
 
-        let known = HashSet::from([key("b")]);
+        let known = HashSet::from([key("b").fingerprint()]);
         let p = plan(
             &owner(),
             &[desired("b", json!({"cpu": "1"}))],
-            &[],
+            &[][..],
             &BTreeSet::new(),
             DeletionPolicy::Delete,
             &known,

@@ -1,19 +1,22 @@
 //! Which namespaces a policy selects, and which policy wins each kind in each namespace. Pure:
 //! plain data in, plain data out.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use kube::core::{Selector, SelectorExt};
 
 use crate::api::{PROTECTED_NAMESPACES, TenantPolicySpec};
 use crate::resources::{Desired, Kind, ObjectKey};
 
-/// What selection needs to know of a namespace.
+/// What selection needs to know of a namespace: borrowed from the cache in the controller, so a
+/// reconcile does not copy every namespace's labels.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NamespaceInfo {
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
+pub struct NamespaceInfo<'a> {
+    pub name: Cow<'a, str>,
+    pub labels: Cow<'a, BTreeMap<String, String>>,
     /// Terminating namespaces are left alone: nothing is created in or pruned from them.
     pub terminating: bool,
 }
@@ -48,15 +51,15 @@ impl<'a> Candidate<'a> {
         if ns.terminating {
             return false;
         }
-        if self.spec.namespaces.iter().any(|n| n == &ns.name) {
+        if self.spec.namespaces.iter().any(|n| *n == *ns.name) {
             return true;
         }
-        if PROTECTED_NAMESPACES.contains(&ns.name.as_str()) {
+        if PROTECTED_NAMESPACES.contains(&ns.name.as_ref()) {
             return false;
         }
         self.selector
             .as_ref()
-            .is_some_and(|s| s.matches(&ns.labels))
+            .is_some_and(|s| s.matches(ns.labels.as_ref()))
     }
 }
 
@@ -109,39 +112,54 @@ pub fn assign(
     candidates: &[Candidate],
     namespaces: &[NamespaceInfo],
 ) -> Assignment {
-    let built: Vec<(Kind, Vec<(String, serde_json::Value)>)> = Kind::ALL
+    // Built and normalised once, shared by every namespace.
+    type Built = Vec<(String, Arc<serde_json::Value>, Arc<serde_json::Value>, u64)>;
+    let built: Vec<(Kind, Built)> = Kind::ALL
         .into_iter()
         .filter(|k| k.is_set_by(policy.spec))
-        .map(|k| (k, k.build(policy.spec)))
+        .map(|k| {
+            let specs = k
+                .build(policy.spec)
+                .into_iter()
+                .map(|(name, spec)| {
+                    let normalized = Arc::new(k.normalize(&spec));
+                    let fingerprint = crate::resources::spec_fingerprint(&normalized);
+                    (name, Arc::new(spec), normalized, fingerprint)
+                })
+                .collect();
+            (k, specs)
+        })
         .collect();
     let mut assignment = Assignment::default();
     for ns in namespaces.iter().filter(|ns| policy.selects(ns)) {
-        assignment.selected.insert(ns.name.clone());
+        assignment.selected.insert(ns.name.to_string());
         for (kind, specs) in &built {
             let Some(winner) = winner(*kind, ns, candidates) else {
                 continue;
             };
             if winner.name == policy.name {
-                assignment
-                    .desired
-                    .extend(specs.iter().map(|(name, spec)| Desired {
+                assignment.desired.extend(specs.iter().map(
+                    |(name, spec, normalized, fingerprint)| Desired {
                         key: ObjectKey {
                             kind: *kind,
-                            namespace: ns.name.clone(),
+                            namespace: ns.name.to_string(),
                             name: name.clone(),
                         },
                         spec: spec.clone(),
-                    }));
+                        normalized: normalized.clone(),
+                        fingerprint: *fingerprint,
+                    },
+                ));
             } else {
                 assignment.shadowed.push(Shadowed {
-                    namespace: ns.name.clone(),
+                    namespace: ns.name.to_string(),
                     kind: *kind,
                     winner: winner.name.to_owned(),
                 });
                 for (name, _) in kind.build(winner.spec) {
                     assignment.handed_over.insert(ObjectKey {
                         kind: *kind,
-                        namespace: ns.name.clone(),
+                        namespace: ns.name.to_string(),
                         name,
                     });
                 }
@@ -156,13 +174,15 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn ns(name: &str, labels: &[(&str, &str)]) -> NamespaceInfo {
+    fn ns(name: &str, labels: &[(&str, &str)]) -> NamespaceInfo<'static> {
         NamespaceInfo {
-            name: name.into(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            name: Cow::Owned(name.into()),
+            labels: Cow::Owned(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
             terminating: false,
         }
     }

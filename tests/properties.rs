@@ -108,14 +108,14 @@ fn spec() -> impl Strategy<Value = TenantPolicySpec> {
         })
 }
 
-fn namespaces() -> Vec<NamespaceInfo> {
+fn namespaces() -> Vec<NamespaceInfo<'static>> {
     (0..6)
         .map(|i| NamespaceInfo {
-            name: format!("ns-{i}"),
-            labels: BTreeMap::from([(
+            name: format!("ns-{i}").into(),
+            labels: std::borrow::Cow::Owned(BTreeMap::from([(
                 "team".to_owned(),
                 if i % 2 == 0 { "a" } else { "b" }.to_owned(),
-            )]),
+            )])),
             terminating: i == 5,
         })
         .collect()
@@ -149,7 +149,7 @@ fn as_stored(desired: &[tenantry::resources::Desired], owner: &Owner, choice: u8
             labels: managed_labels(&owner.name),
             owner_references: vec![owner.owner_reference()],
             spec: if d.key.kind == tenantry::resources::Kind::PodDisruptionBudget {
-                d.spec.clone()
+                (*d.spec).clone()
             } else {
                 respell_all(&d.spec, choice)
             },
@@ -170,7 +170,7 @@ proptest! {
         let candidates = vec![them, me.clone()];
         let assignment = select::assign(&me, &candidates, &namespaces());
         let live = as_stored(&assignment.desired, &owner, choice);
-        let plan = diff::plan(&owner, &assignment.desired, &live, &assignment.handed_over, DeletionPolicy::Delete, &HashSet::new());
+        let plan = diff::plan(&owner, &assignment.desired, live.as_slice(), &assignment.handed_over, DeletionPolicy::Delete, &HashSet::new());
         prop_assert!(plan.actions.is_empty(), "{:?}", plan.actions);
         prop_assert_eq!(plan.converged.len(), assignment.desired.len());
     }
@@ -191,7 +191,7 @@ proptest! {
         let foreign = Owner { name: "theirs".into(), uid: "uid-theirs".into() };
         live.extend(as_stored(&select::assign(&candidates[0], &candidates, &namespaces()).desired, &foreign, choice));
         let policy = if retain { DeletionPolicy::Retain } else { DeletionPolicy::Delete };
-        let plan = diff::plan(&owner, &assignment.desired, &live, &assignment.handed_over, policy, &HashSet::new());
+        let plan = diff::plan(&owner, &assignment.desired, live.as_slice(), &assignment.handed_over, policy, &HashSet::new());
         let wanted: BTreeSet<_> = assignment.desired.iter().map(|d| d.key.clone()).collect();
         for action in &plan.actions {
             match action {

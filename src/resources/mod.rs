@@ -7,6 +7,7 @@ pub mod resource_quota;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -111,6 +112,16 @@ pub struct ObjectKey {
     pub name: String,
 }
 
+impl ObjectKey {
+    /// A compact stand-in for the key (for sets of many keys).
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.hash(&mut hasher);
+        hasher.finish()
+    }
+}
+
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}/{}", self.namespace, self.kind, self.name)
@@ -137,14 +148,40 @@ impl Owner {
     }
 }
 
-/// An object as the winning policy wants it.
+/// An object as the winning policy wants it. The spec (as sent, and normalised for comparison)
+/// is built once per policy item and shared by every namespace: memory stays proportional to
+/// the policy, not to the number of namespaces.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Desired {
     pub key: ObjectKey,
-    pub spec: Value,
+    pub spec: Arc<Value>,
+    pub normalized: Arc<Value>,
+    /// [`spec_fingerprint`] of the spec: equal fingerprints mean equal normalised specs.
+    pub fingerprint: u64,
+}
+
+/// A hash of the normalised spec, computed once per desired item and once per watch event of a
+/// live object, so converged objects are recognised without rebuilding their JSON.
+pub fn spec_fingerprint(normalized: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    normalized.to_string().hash(&mut hasher);
+    hasher.finish()
 }
 
 impl Desired {
+    /// A desired object with its own spec (tests, one-offs); `select` shares specs instead.
+    pub fn of(key: ObjectKey, spec: Value) -> Self {
+        let normalized = Arc::new(key.kind.normalize(&spec));
+        let fingerprint = spec_fingerprint(&normalized);
+        Self {
+            key,
+            spec: Arc::new(spec),
+            normalized,
+            fingerprint,
+        }
+    }
+
     /// The whole object to send: Tenantry's labels and controller ownerReference, and the spec.
     pub fn to_object(&self, owner: &Owner) -> Value {
         json!({
@@ -156,7 +193,7 @@ impl Desired {
                 "labels": managed_labels(&owner.name),
                 "ownerReferences": [owner.owner_reference()],
             },
-            "spec": self.spec,
+            "spec": self.spec.as_ref(),
         })
     }
 }
