@@ -5,7 +5,9 @@ export TENANTRY_STATE := $(STATE)
 # kubectl of the control plane's own version comes first on PATH once the cluster is up.
 export PATH := $(STATE)/bin:$(PATH)
 
-.PHONY: build crds cluster-up cluster-down cluster-status test test-unit test-e2e lint demo controlplane
+BENCH_N ?= 1000,10000
+
+.PHONY: bench build crds cluster-up cluster-down cluster-status test test-unit test-e2e lint demo controlplane
 
 build:
 	cargo build --locked
@@ -42,3 +44,7 @@ lint:
 
 demo:
 	bash hack/demo.sh
+
+# Benchmark on the local control plane (started if needed); BENCH_N=1000,10000 by default.
+bench:
+	bash hack/bench.sh $(BENCH_N)
