@@ -6,6 +6,7 @@ export TENANTRY_STATE := $(STATE)
 export PATH := $(STATE)/bin:$(PATH)
 
 BENCH_N ?= 1000,10000
+BENCH_ARGS ?=
 
 .PHONY: bench build crds cluster-up cluster-down cluster-status test test-unit test-e2e lint demo controlplane
 
@@ -47,4 +48,4 @@ demo:
 
 # Benchmark on the local control plane (started if needed); BENCH_N=1000,10000 by default.
 bench:
-	bash hack/bench.sh $(BENCH_N)
+	bash hack/bench.sh $(BENCH_N) $(BENCH_ARGS)

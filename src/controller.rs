@@ -277,6 +277,18 @@ struct PolicyMemory {
     converged: Mutex<(Option<i64>, HashSet<u64>)>,
     not_owned: NotOwned,
     reported: Mutex<Reported>,
+    /// Consecutive reconciles that failed or left transient failures: the retry backs off.
+    failures_in_a_row: std::sync::atomic::AtomicU32,
+}
+
+impl PolicyMemory {
+    /// 1 s, 2 s, 4 s ... up to 5 minutes, growing with each consecutive failure.
+    fn backoff(&self) -> Duration {
+        let n = self
+            .failures_in_a_row
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Duration::from_secs(1u64 << n.min(8)).min(RESYNC)
+    }
 }
 
 /// What was last said in Events, so that a persisting problem is not repeated every reconcile.
@@ -409,7 +421,7 @@ pub fn error_policy(policy: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> R
             reason: error.metric_label().into(),
         })
         .inc();
-    Requeue::requeue(Duration::from_secs(5))
+    Requeue::requeue(ctx.memory(&policy.name_any()).backoff())
 }
 
 fn owner_of(policy: &TenantPolicy) -> Owner {
@@ -678,10 +690,15 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
         .failures
         .iter()
         .any(|f| !status::TERMINAL_REASONS.contains(&f.reason.as_str()));
+    if !transient_failure {
+        memory
+            .failures_in_a_row
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+    }
     Ok(if retry || !summary.waiting.is_empty() {
         Requeue::requeue(Duration::from_secs(1))
     } else if transient_failure {
-        Requeue::requeue(Duration::from_secs(5))
+        Requeue::requeue(memory.backoff())
     } else if !summary.failures.is_empty() {
         Requeue::requeue(NOT_OWNED_RECHECK)
     } else {

@@ -390,18 +390,18 @@ async fn run_one(client: &Client, args: &Args, n: usize) -> anyhow::Result<Value
         eprintln!("[bench N={n}] cleaning up");
         policies.delete(&name, &DeleteParams::default()).await.ok();
         futures::stream::iter(names.iter().cloned())
-        .map(|ns| {
-            let namespaces = namespaces.clone();
-            async move {
-                namespaces
-                    .delete(&ns, &DeleteParams::background())
-                    .await
-                    .map(|_| ())
-            }
-        })
-        .buffer_unordered(args.concurrency)
-        .for_each(|_| async {})
-        .await;
+            .map(|ns| {
+                let namespaces = namespaces.clone();
+                async move {
+                    namespaces
+                        .delete(&ns, &DeleteParams::background())
+                        .await
+                        .map(|_| ())
+                }
+            })
+            .buffer_unordered(args.concurrency)
+            .for_each(|_| async {})
+            .await;
     }
 
     let floor_s = floor.as_secs_f64();
@@ -423,23 +423,51 @@ async fn run_one(client: &Client, args: &Args, n: usize) -> anyhow::Result<Value
 }
 
 fn print_table(results: &[Value]) {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().next()?.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .and_then(|m| {
+            m.lines()
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<f64>()
+                .ok()
+        })
         .map(|kib| kib / 1048576.0)
         .unwrap_or(0.0);
-    println!("\nTenantry benchmark ({cores} cores, {memory:.0} GiB; control plane and controller on the same machine)\n");
-    println!("| N | floor (4N SSA) | convergence | ratio | propagation | ratio | restart writes | restart to Ready | peak RSS | unselect p50/p99 | select p50/p99 | drift p50/p99 |");
+    println!(
+        "\nTenantry benchmark ({cores} cores, {memory:.0} GiB; control plane and controller on the same machine)\n"
+    );
+    println!(
+        "| N | floor (4N SSA) | convergence | ratio | propagation | ratio | restart writes | restart to Ready | peak RSS | unselect p50/p99 | select p50/p99 | drift p50/p99 |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in results {
         let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
-        let ms = |k: &str| format!("{:.0}/{:.0} ms", r[k]["p50"].as_f64().unwrap_or(f64::NAN), r[k]["p99"].as_f64().unwrap_or(f64::NAN));
+        let ms = |k: &str| {
+            format!(
+                "{:.0}/{:.0} ms",
+                r[k]["p50"].as_f64().unwrap_or(f64::NAN),
+                r[k]["p99"].as_f64().unwrap_or(f64::NAN)
+            )
+        };
         println!(
             "| {} | {:.2} s | {:.2} s | {:.2}x | {:.2} s | {:.2}x | {} | {:.2} s | {:.1} MiB | {} | {} | {} |",
-            r["namespaces"], f("floor_seconds"), f("convergence_seconds"), f("convergence_ratio"), f("propagation_seconds"),
-            f("propagation_ratio"), r["restart_writes"], f("restart_ready_seconds"), f("peak_rss_mib"),
-            ms("label_unselect_ms"), ms("label_select_ms"), ms("drift_ms"),
+            r["namespaces"],
+            f("floor_seconds"),
+            f("convergence_seconds"),
+            f("convergence_ratio"),
+            f("propagation_seconds"),
+            f("propagation_ratio"),
+            r["restart_writes"],
+            f("restart_ready_seconds"),
+            f("peak_rss_mib"),
+            ms("label_unselect_ms"),
+            ms("label_select_ms"),
+            ms("drift_ms"),
         );
     }
 }
@@ -450,7 +478,8 @@ async fn main() -> anyhow::Result<()> {
     if !args.summarize.is_empty() {
         let mut results = Vec::new();
         for path in &args.summarize {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             results.push(serde_json::from_str::<Value>(&text)?);
         }
         results.sort_by_key(|r| r["namespaces"].as_u64());
