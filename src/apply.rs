@@ -80,6 +80,11 @@ fn not_owned(key: &ObjectKey) -> Outcome {
     )
 }
 
+/// A ValidatingAdmissionPolicy or admission webhook refused the request (they answer 422 or 403).
+fn is_admission_refusal(status: &kube::core::Status) -> bool {
+    status.message.contains("denied request") || status.message.contains("admission webhook")
+}
+
 /// Maps an API error to an outcome: conflicts and races retry, the rest are reported.
 fn classify(key: &ObjectKey, error: kube::Error) -> Outcome {
     match &error {
@@ -87,6 +92,11 @@ fn classify(key: &ObjectKey, error: kube::Error) -> Outcome {
         // Creating in a namespace that has just started terminating.
         kube::Error::Api(s) if s.code == 403 && s.message.contains("being terminated") => {
             Outcome::Retry(key.clone())
+        }
+        // An admission policy or webhook refused the write: not a problem of the spec, and it may
+        // be lifted, so it is retried with backoff (ValidatingAdmissionPolicies answer 422 or 403).
+        kube::Error::Api(s) if is_admission_refusal(s) => {
+            failure(key, "AdmissionRefused", s.message.clone())
         }
         kube::Error::Api(s) if s.code == 403 => failure(key, "Forbidden", s.message.clone()),
         kube::Error::Api(s) if s.code == 422 || s.code == 400 => {
@@ -264,7 +274,9 @@ impl Applier {
                 .create(&params, &dynamic(d.to_object(owner)))
                 .await
             {
-                Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => {
+                Err(kube::Error::Api(s))
+                    if (s.code == 422 || s.code == 400) && !is_admission_refusal(&s) =>
+                {
                     return Err(format!(
                         "spec.{}[name={}]: the API server refuses the {} this builds: {}",
                         d.key.kind.policy_field(),
