@@ -8,7 +8,7 @@ export PATH := $(STATE)/bin:$(PATH)
 BENCH_N ?= 1000,10000
 BENCH_ARGS ?=
 
-.PHONY: bench build crds cluster-up cluster-down cluster-status test test-unit test-e2e lint demo controlplane
+.PHONY: bench build crds cluster-up cluster-down cluster-status test test-unit test-e2e test-faults lint demo controlplane
 
 build:
 	cargo build --locked
@@ -38,6 +38,9 @@ test-unit:
 
 test-e2e:
 	cargo test --locked --features e2e --test e2e -- --test-threads 8
+
+test-faults:
+	bash hack/test-faults.sh
 
 lint:
 	cargo fmt --all -- --check

@@ -5,6 +5,7 @@
 #                           writes the admin kubeconfig and prints its path
 #   hack/cluster.sh down    stops exactly the processes `up` started (by PID) and removes the state
 #   hack/cluster.sh status  exit 0 when all three run and the API server is ready
+#   hack/cluster.sh restart COMPONENT [kill]   restart one component, same arguments and data
 #
 # State lives in $TENANTRY_STATE (default .tenantry/ in the repository, git-ignored). No kubelet
 # runs: pods are admitted and stored but never started.
@@ -106,9 +107,32 @@ EOF
 
 start() { # <name> <binary> <args...>
   local name=$1 bin=$2; shift 2
-  nohup "$bin" "$@" >"$logs/$name.log" 2>&1 &
+  printf '%q ' "$bin" "$@" > "$state/$name.cmd" # for `restart`
+  nohup "$bin" "$@" >>"$logs/$name.log" 2>&1 &
   echo $! > "$state/$name.pid"
   started+=("$name")
+}
+
+# Stops one component (SIGKILL with `kill`, else SIGTERM) and starts it again with the same
+# arguments and data; waits until it serves again. For fault tests.
+restart() { # <name> [kill]
+  local name=$1 pid
+  [ -f "$state/$name.cmd" ] || { log "$name was not started by this script"; return 1; }
+  pid=$(pid_of "$name")
+  if [ -n "$pid" ]; then
+    if [ "${2:-}" = kill ]; then kill -9 "$pid" 2>/dev/null || true; else kill "$pid" 2>/dev/null || true; fi
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  started=()
+  nohup bash -c "exec $(cat "$state/$name.cmd")" >>"$logs/$name.log" 2>&1 &
+  echo $! > "$state/$name.pid"
+  started+=("$name")
+  case "$name" in
+    kube-apiserver) wait_for "kube-apiserver /readyz" 120 api_ready ;;
+    etcd) wait_for "etcd health" 60 curl -sf -o /dev/null "$(sed -n 's/.*--listen-client-urls \([^ ]*\).*/\1/p' "$state/etcd.cmd")/health" ;;
+    *) sleep 1; alive "$name" || { report_death "$name"; return 1; } ;;
+  esac
+  log "restarted $name (pid $(pid_of "$name"))"
 }
 
 up() {
@@ -216,6 +240,7 @@ down() {
 case "${1:-}" in
   up) up ;;
   down) down ;;
+  restart) restart "${2:?component}" "${3:-}" ;;
   status)
     ok=0
     for c in "${components[@]}"; do
@@ -223,5 +248,5 @@ case "${1:-}" in
     done
     api_ready && echo "kube-apiserver: ready" || { echo "kube-apiserver: not ready"; ok=1; }
     exit $ok ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|restart <etcd|kube-apiserver|kube-controller-manager> [kill]" >&2; exit 2 ;;
 esac

@@ -27,4 +27,8 @@ cargo test --locked
 echo "== end-to-end tests against $(kubectl version -o json | python3 -c 'import json,sys; print("Kubernetes", json.load(sys.stdin)["serverVersion"]["gitVersion"])') at $kubeconfig"
 # E2E tests mostly wait on the API server; each runs its own operator process, so run many at once.
 cargo test --locked --features e2e --test e2e -- --test-threads 8
+
+# Faults hit the whole control plane (API server and etcd restarts), so they get one of their own.
+echo "== fault suite on its own control plane"
+bash hack/test-faults.sh
 [ -z "$started_here" ] || echo "== stopping the control plane this run started"

@@ -1,0 +1,318 @@
+//! Reliability under faults, on a control plane of its own (hack/test.sh starts it, in
+//! .tenantry-faults): the controller is killed, the API server and etcd restart, writes are
+//! refused for a while. Each case checks the final state exactly and prints how long recovery
+//! took. Run one at a time: the faults hit the whole control plane.
+
+#[path = "../e2e/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use tenantry::api::{POLICY_LABEL, TenantPolicy};
+
+use harness::{Operator, TestPolicy, client, eventually, kubectl_ok, repo_root, unique_name};
+
+const FAULT_LABEL: &str = "faults.tenantry.io/run";
+
+async fn install_crd() {
+    kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        repo_root().join(tenantry::crd::CRD_PATH).to_str().unwrap(),
+    ]);
+    kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/tenantpolicies.tenantry.io",
+        "--timeout=60s",
+    ]);
+}
+
+fn restart(component: &str, how: &str) {
+    let status = std::process::Command::new("bash")
+        .arg(repo_root().join("hack/cluster.sh"))
+        .args(["restart", component, how])
+        .status()
+        .expect("hack/cluster.sh restart");
+    assert!(status.success(), "restarting {component} failed");
+}
+
+/// `count` namespaces labelled for one run.
+async fn namespaces(client: &Client, run: &str, count: usize) -> Vec<String> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let names: Vec<String> = (0..count).map(|i| format!("{run}-{i}")).collect();
+    for name in &names {
+        let ns: Namespace = serde_json::from_value(
+            json!({"metadata": {"name": name, "labels": {FAULT_LABEL: run}}}),
+        )
+        .unwrap();
+        api.create(&PostParams::default(), &ns).await.unwrap();
+    }
+    names
+}
+
+fn spec(run: &str, pods: &str) -> serde_json::Value {
+    json!({
+        "namespaceSelector": {"matchLabels": {FAULT_LABEL: run}},
+        "limitRanges": [{"name": "defaults", "limits": [{"type": "Container", "default": {"cpu": "300m"}, "defaultRequest": {"cpu": "200m"}}]}],
+        "resourceQuotas": [{"name": "compute", "hard": {"pods": pods}}, {"name": "objects", "hard": {"services": "5"}}],
+        "podDisruptionBudgets": [{"name": "web", "selector": {"matchLabels": {"app": "web"}}, "minAvailable": 1}],
+    })
+}
+
+/// Every selected namespace holds exactly the policy's objects (no duplicates, nothing missing,
+/// nothing else labelled for it anywhere), with the given pods cap.
+async fn assert_exact(client: &Client, policy: &str, names: &[String], pods: &str) {
+    let selector = ListParams::default().labels(&format!("{POLICY_LABEL}={policy}"));
+    let mut found: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for lr in Api::<LimitRange>::all(client.clone())
+        .list(&selector)
+        .await
+        .unwrap()
+    {
+        found
+            .entry(lr.namespace().unwrap())
+            .or_default()
+            .insert(format!("LimitRange/{}", lr.name_any()));
+    }
+    for rq in Api::<ResourceQuota>::all(client.clone())
+        .list(&selector)
+        .await
+        .unwrap()
+    {
+        if rq.name_any() == "compute" {
+            let hard = rq.spec.as_ref().and_then(|s| s.hard.as_ref()).unwrap();
+            assert_eq!(hard["pods"].0, pods, "{}/compute", rq.namespace().unwrap());
+        }
+        found
+            .entry(rq.namespace().unwrap())
+            .or_default()
+            .insert(format!("ResourceQuota/{}", rq.name_any()));
+    }
+    for pdb in Api::<PodDisruptionBudget>::all(client.clone())
+        .list(&selector)
+        .await
+        .unwrap()
+    {
+        found
+            .entry(pdb.namespace().unwrap())
+            .or_default()
+            .insert(format!("PodDisruptionBudget/{}", pdb.name_any()));
+    }
+    let expected: BTreeSet<String> = [
+        "LimitRange/defaults",
+        "ResourceQuota/compute",
+        "ResourceQuota/objects",
+        "PodDisruptionBudget/web",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(
+        found.len(),
+        names.len(),
+        "namespaces holding the policy's objects"
+    );
+    for name in names {
+        assert_eq!(found.get(name), Some(&expected), "{name}");
+    }
+}
+
+async fn ready(client: &Client, policy: &str) -> (Option<i64>, Option<i64>, i32) {
+    let p: TenantPolicy = Api::all(client.clone()).get(policy).await.unwrap();
+    let status = p.status.unwrap_or_default();
+    (
+        p.metadata.generation,
+        status.observed_generation,
+        status.ready_namespaces,
+    )
+}
+
+async fn wait_converged(client: &Client, policy: &str, n: usize, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (generation, observed, ready_namespaces) = ready(client, policy).await;
+        if generation == observed && ready_namespaces as usize == n {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "not converged within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn faults() {
+    // One test, cases in sequence: each fault hits the whole control plane.
+    let client = client().await;
+    install_crd().await;
+    controller_killed_ten_times_while_converging(&client).await;
+    api_server_restarted_mid_convergence(&client).await;
+    etcd_restarted_mid_convergence(&client).await;
+    refused_writes_are_reported_and_retried_with_backoff_until_allowed(&client).await;
+}
+
+async fn controller_killed_ten_times_while_converging(client: &Client) {
+    let run = unique_name("kill9");
+    let names = namespaces(client, &run, 300).await;
+    let shard = unique_name("kill9-shard");
+    let mut first = Operator::start(&shard).await;
+    let policy = TestPolicy::create(client, &first, "kill9", spec(&run, "10")).await;
+    // Deterministic "random" moments: kill -9 after 50 ms .. 1 s of work, ten times.
+    let mut state: u64 = 0x9e3779b97f4a7c15;
+    for round in 0..10 {
+        let pause = {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            50 + (state >> 33) % 950
+        };
+        tokio::time::sleep(Duration::from_millis(pause)).await; // the fault's timing, not a wait for a condition
+        first.kill9();
+        println!(
+            "kill -9 #{} after {pause} ms; ready so far: {}",
+            round + 1,
+            ready(client, &policy.name).await.2
+        );
+        first = Operator::start(&shard).await;
+    }
+    let took = wait_converged(client, &policy.name, names.len(), Duration::from_secs(120)).await;
+    println!(
+        "kill -9 x10 while converging 300 namespaces: converged {:.1} s after the last restart",
+        took.as_secs_f64()
+    );
+    assert_exact(client, &policy.name, &names, "10").await;
+    drop(policy);
+    drop(first);
+}
+
+async fn restart_mid_convergence(client: &Client, component: &str, how: &str) {
+    let run = unique_name(component);
+    let names = namespaces(client, &run, 300).await;
+    let operator = Operator::start(&unique_name("restart-shard")).await;
+    let policy = TestPolicy::create(client, &operator, component, spec(&run, "10")).await;
+    eventually("the controller to be under way", || async {
+        (operator.metric("tenantry_api_writes_total", &["verb=\"create\""]) >= 100.0).then_some(())
+    })
+    .await;
+    restart(component, how);
+    // The controller is not restarted: the same process recovers.
+    let took = wait_converged(client, &policy.name, names.len(), Duration::from_secs(30)).await;
+    println!(
+        "{component} restarted ({how}) mid-convergence: converged {:.1} s after it served again",
+        took.as_secs_f64()
+    );
+    assert_exact(client, &policy.name, &names, "10").await;
+    drop(policy);
+    drop(operator);
+}
+
+async fn api_server_restarted_mid_convergence(client: &Client) {
+    restart_mid_convergence(client, "kube-apiserver", "term").await;
+}
+
+async fn etcd_restarted_mid_convergence(client: &Client) {
+    restart_mid_convergence(client, "etcd", "kill").await;
+}
+
+async fn refused_writes_are_reported_and_retried_with_backoff_until_allowed(client: &Client) {
+    // Refuse every write of a managed LimitRange, whoever makes it.
+    let refusal = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": "faults-refuse-limitranges"},
+        "spec": {"failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["limitranges"]}]},
+            "validations": [{"expression": "!has(object.metadata.labels) || object.metadata.labels[?'app.kubernetes.io/managed-by'].orValue('') != 'tenantry'", "message": "refused by the fault test"}]}
+    });
+    let binding = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": "faults-refuse-limitranges"}, "spec": {"policyName": "faults-refuse-limitranges", "validationActions": ["Deny"]}});
+    for object in [&refusal, &binding] {
+        let out = harness::kubectl_with_input(
+            &["apply", "--server-side", "-f", "-"],
+            Some(&object.to_string()),
+        );
+        assert!(out.success, "{}", out.stderr);
+    }
+    // The binding takes effect asynchronously: wait until a probe is refused.
+    let probe_ns = unique_name("refuse-probe");
+    namespaces(client, &probe_ns, 1).await;
+    let probe: LimitRange = serde_json::from_value(json!({"metadata": {"name": "probe", "labels": {"app.kubernetes.io/managed-by": "tenantry"}},
+        "spec": {"limits": [{"type": "Container", "max": {"cpu": "1"}}]}})).unwrap();
+    let probes: Api<LimitRange> = Api::namespaced(client.clone(), &format!("{probe_ns}-0"));
+    eventually("the refusal to take effect", || {
+        let probes = probes.clone();
+        let probe = probe.clone();
+        async move {
+            match probes
+                .create(
+                    &PostParams {
+                        dry_run: true,
+                        ..Default::default()
+                    },
+                    &probe,
+                )
+                .await
+            {
+                Err(kube::Error::Api(e)) if e.message.contains("refused by the fault test") => {
+                    Some(())
+                }
+                _ => None,
+            }
+        }
+    })
+    .await;
+
+    let run = unique_name("refused");
+    let names = namespaces(client, &run, 5).await;
+    let operator = Operator::start(&unique_name("refused-shard")).await;
+    let policy = TestPolicy::create(client, &operator, "refused", spec(&run, "10")).await;
+    let status = policy.wait_condition(client, "Reconciling", "True").await;
+    assert_eq!(status.failed_namespaces, 5, "{:?}", status.failures);
+    assert!(
+        status
+            .failures
+            .iter()
+            .all(|f| f.kind == "LimitRange" && f.message.contains("refused by the fault test")),
+        "{:?}",
+        status.failures
+    );
+    // Backing off: over 12 s, retries at 1, 2, 4, 8 s make a handful of reconciles, not one a second.
+    let before = operator.reconciles();
+    tokio::time::sleep(Duration::from_secs(12)).await; // observing the retry rate over a fixed window
+    let retries = operator.reconciles() - before;
+    println!("refused writes: {retries} reconciles in 12 s while refused");
+    assert!(
+        retries <= 6.0,
+        "retries did not back off: {retries} reconciles in 12 s"
+    );
+
+    kubectl_ok(&[
+        "delete",
+        "validatingadmissionpolicybinding",
+        "faults-refuse-limitranges",
+    ]);
+    kubectl_ok(&[
+        "delete",
+        "validatingadmissionpolicy",
+        "faults-refuse-limitranges",
+    ]);
+    let lifted = Instant::now();
+    let took = wait_converged(client, &policy.name, names.len(), Duration::from_secs(300)).await;
+    println!(
+        "refused writes: recovered {:.1} s after the refusal was lifted",
+        lifted.elapsed().as_secs_f64().max(took.as_secs_f64())
+    );
+    let status = policy.wait_ready(client).await;
+    assert!(status.failures.is_empty());
+    assert_exact(client, &policy.name, &names, "10").await;
+    drop(policy);
+    drop(operator);
+}
