@@ -271,6 +271,12 @@ impl Operator {
         self.metric("tenantry_reconciles_total", &[])
     }
 
+    /// The process id (for SIGSTOP/SIGCONT in the fault suite, which shares this harness).
+    #[allow(dead_code)]
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// `kill -9`: no graceful shutdown, no lease release.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
