@@ -214,17 +214,10 @@ impl Applier {
                     Err(e) => classify(&key, e),
                 }
             }
-            Action::Replace { patch, .. } => {
-                self.metrics.count_write("patch", kind);
-                let params = PatchParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..Default::default()
-                };
-                match api.patch(&key.name, &params, &Patch::Merge(patch)).await {
-                    Ok(_) => Outcome::Updated(key),
-                    Err(e) => classify(&key, e),
-                }
-            }
+            Action::Replace { patch, .. } => match self.merge_patch(&api, &key, patch).await {
+                Ok(()) => Outcome::Updated(key),
+                Err(e) => classify(&key, e),
+            },
             Action::Delete { live } => {
                 self.metrics.count_write("delete", kind);
                 let params = DeleteParams {
@@ -240,19 +233,29 @@ impl Applier {
                     Err(e) => classify(&key, e),
                 }
             }
-            Action::Release { patch, .. } => {
-                self.metrics.count_write("patch", kind);
-                let params = PatchParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..Default::default()
-                };
-                match api.patch(&key.name, &params, &Patch::Merge(patch)).await {
-                    Ok(_) => Outcome::Released(key),
-                    Err(kube::Error::Api(s)) if s.code == 404 => Outcome::Released(key),
-                    Err(e) => classify(&key, e),
-                }
-            }
+            Action::Release { patch, .. } => match self.merge_patch(&api, &key, patch).await {
+                Ok(()) => Outcome::Released(key),
+                Err(kube::Error::Api(s)) if s.code == 404 => Outcome::Released(key),
+                Err(e) => classify(&key, e),
+            },
         }
+    }
+
+    /// A JSON merge patch as field manager `tenantry` (the patch carries its own precondition).
+    async fn merge_patch(
+        &self,
+        api: &Api<DynamicObject>,
+        key: &ObjectKey,
+        patch: Value,
+    ) -> Result<(), kube::Error> {
+        self.metrics.count_write("patch", key.kind.as_str());
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        api.patch(&key.name, &params, &Patch::Merge(patch))
+            .await
+            .map(|_| ())
     }
 
     /// Server-side dry run of each distinct object the policy builds (in one namespace each), so

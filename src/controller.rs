@@ -282,6 +282,15 @@ struct PolicyMemory {
 }
 
 impl PolicyMemory {
+    /// Records the spec problem being reported; true when it differs from the last one (so one
+    /// Warning Event is published per distinct problem).
+    fn report_invalid(&self, problem: &str) -> bool {
+        let mut reported = self.reported.lock().expect("not poisoned");
+        let changed = reported.invalid.as_deref() != Some(problem);
+        reported.invalid = Some(problem.to_owned());
+        changed
+    }
+
     /// 1 s, 2 s, 4 s ... up to 5 minutes, growing with each consecutive failure.
     fn backoff(&self) -> Duration {
         let n = self
@@ -719,12 +728,7 @@ async fn unreadable(
         "the stored policy cannot be read by this version of Tenantry: {}",
         invalid.error
     );
-    let changed = {
-        let mut reported = memory.reported.lock().expect("not poisoned");
-        let changed = reported.invalid.as_ref() != Some(&problem);
-        reported.invalid = Some(problem.clone());
-        changed
-    };
+    let changed = memory.report_invalid(&problem);
     if changed {
         warn!(policy = %name, error = %invalid.error, "policy cannot be read");
         ctx.publish(guard, EventType::Warning, "InvalidSpec", problem.clone())
@@ -752,12 +756,7 @@ async fn stall_invalid(
     mut summary: Summary,
     problem: String,
 ) -> Result<Requeue, Error> {
-    let changed = {
-        let mut reported = memory.reported.lock().expect("not poisoned");
-        let changed = reported.invalid.as_ref() != Some(&problem);
-        reported.invalid = Some(problem.clone());
-        changed
-    };
+    let changed = memory.report_invalid(&problem);
     if changed {
         ctx.publish(policy, EventType::Warning, "InvalidSpec", problem.clone())
             .await;
