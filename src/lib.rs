@@ -11,6 +11,7 @@ pub mod crd;
 pub mod diff;
 pub mod leader;
 pub mod metrics;
+pub mod plan;
 pub mod quantity;
 pub mod resources;
 pub mod select;

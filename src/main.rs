@@ -3,6 +3,8 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use anyhow::Context as _;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use tenantry::controller::{self, Settings};
 use tenantry::leader::{self, Elector, Leadership};
@@ -24,10 +26,26 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Print the TenantPolicy CustomResourceDefinition as YAML.
     Crd,
+    /// What applying these TenantPolicies would do to the cluster (a dry run against the current
+    /// kubeconfig). Exit code 0: nothing would change; 2: something would; 1: error.
+    Plan {
+        /// Policy files or directories, as committed in git (multi-document YAML; other kinds are skipped).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<std::path::PathBuf>,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: Output,
+    },
     /// Run the controller with the ambient kubeconfig (in-cluster config when deployed).
     Run {
         /// Address of /metrics, /healthz and /readyz (port 0 picks a free port, printed at start).
@@ -94,6 +112,111 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Reads TenantPolicies from files and directories (multi-document YAML or JSON).
+fn load_policies(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<tenantry::api::TenantPolicy>> {
+    use serde::Deserialize;
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut entries: Vec<_> = std::fs::read_dir(path)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.extension()
+                        .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
+                })
+                .collect();
+            entries.sort();
+            files.extend(entries);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let mut policies = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_yaml::Value::deserialize(document)
+                .with_context(|| format!("parsing {}", file.display()))?;
+            if value.get("kind").and_then(|k| k.as_str()) != Some("TenantPolicy") {
+                continue;
+            }
+            let policy: tenantry::api::TenantPolicy = serde_yaml::from_value(value)
+                .with_context(|| format!("{}: not a valid TenantPolicy", file.display()))?;
+            policies.push(policy);
+        }
+    }
+    anyhow::ensure!(!policies.is_empty(), "no TenantPolicy found in {paths:?}");
+    Ok(policies)
+}
+
+/// `tenantry plan`: prints what would change; true when something would.
+async fn plan(files: &[std::path::PathBuf], output: Output) -> anyhow::Result<bool> {
+    use kube::api::{Api, Patch, PatchParams};
+    use tenantry::plan::{self, ClusterState};
+    use tenantry::select::NamespaceInfo;
+    let planned = load_policies(files)?;
+    let client = kube::Client::try_default().await?;
+    // What the API server itself would refuse: the policy at admission (schema, CEL) ...
+    let api: Api<tenantry::api::TenantPolicy> = Api::all(client.clone());
+    for p in &planned {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let mut body = serde_json::to_value(p)?;
+        body["metadata"] = serde_json::json!({"name": name});
+        api.patch(
+            &name,
+            &PatchParams::apply("tenantry-plan").dry_run().force(),
+            &Patch::Apply(body),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("the API server would reject TenantPolicy {name}: {e}"))?;
+    }
+    let (policies, namespaces, live) = plan::read_cluster(&client).await?;
+    let no_labels = std::collections::BTreeMap::new();
+    let namespaces: Vec<NamespaceInfo> = namespaces
+        .iter()
+        .map(|ns| NamespaceInfo {
+            name: std::borrow::Cow::Borrowed(ns.metadata.name.as_deref().unwrap_or_default()),
+            labels: std::borrow::Cow::Borrowed(ns.metadata.labels.as_ref().unwrap_or(&no_labels)),
+            terminating: ns.metadata.deletion_timestamp.is_some(),
+        })
+        .collect();
+    let cluster = ClusterState {
+        policies,
+        namespaces,
+        live,
+    };
+    let plans = plan::plan(&planned, &cluster).map_err(|e| anyhow::anyhow!(e))?;
+    // ... and each object the planned policies would build.
+    let applier = tenantry::apply::Applier::new(
+        client.clone(),
+        Arc::new(Metrics::default()),
+        8,
+        Leadership::always(),
+    );
+    for p in &planned {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let all: Vec<tenantry::select::Candidate> = std::iter::once(
+            tenantry::select::Candidate::new(&name, &p.spec).map_err(|e| anyhow::anyhow!(e))?,
+        )
+        .collect();
+        let assignment = tenantry::select::assign(&all[0], &all, &cluster.namespaces);
+        let owner = tenantry::resources::Owner {
+            name: name.clone(),
+            uid: "00000000-0000-0000-0000-000000000000".into(),
+        };
+        applier
+            .dry_run(&owner, &assignment.desired)
+            .await
+            .map_err(|e| anyhow::anyhow!("TenantPolicy {name}: {e}"))?;
+    }
+    match output {
+        Output::Text => print!("{}", plan::render(&plans)),
+        Output::Json => println!("{}", serde_json::to_string_pretty(&plans)?),
+    }
+    Ok(plans.iter().any(|p| !p.changes.is_empty()))
+}
+
 /// The CRD's validation rules use the CEL quantity library; an older API server would refuse the
 /// CRD or skip the rules, so refuse to run against it.
 async fn check_kubernetes_version(client: &kube::Client) -> anyhow::Result<()> {
@@ -115,6 +238,13 @@ async fn check_kubernetes_version(client: &kube::Client) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd => print!("{}", tenantry::crd::crd_yaml()),
+        Command::Plan { files, output } => match plan(&files, output).await {
+            Ok(changes) => std::process::exit(if changes { 2 } else { 0 }),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(1);
+            }
+        },
         Command::Run {
             metrics_addr,
             log_format,

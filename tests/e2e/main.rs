@@ -3,6 +3,7 @@ mod controller;
 mod harness;
 mod health;
 mod install;
+mod plan;
 mod security;
 mod smoke;
 mod validation;

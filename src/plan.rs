@@ -1,0 +1,309 @@
+//! `tenantry plan`: what applying some TenantPolicies would do, computed with the controller's
+//! own selection and diff against the live cluster. The computation is pure ([`plan`]); reading
+//! the cluster and the dry runs are in [`read_cluster`] and the CLI.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::api::TenantPolicy;
+use crate::diff::{self, Action, LiveIndex};
+use crate::resources::{Live, ObjectKey, Owner};
+use crate::select::{self, Candidate, NamespaceInfo};
+use crate::validate;
+
+/// One change to one object.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Change {
+    /// create, update, delete or release.
+    pub action: String,
+    pub namespace: String,
+    pub kind: String,
+    pub name: String,
+    /// For updates: the JSON merge patch from the live spec to the desired one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<Value>,
+    /// For updates of another policy's object: the policy it is taken over from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub takes_over_from: Option<String>,
+}
+
+/// What one policy would do.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyPlan {
+    pub policy: String,
+    /// True for a policy in the files; false for a policy in the cluster affected by them.
+    pub planned: bool,
+    pub new: bool,
+    pub selected_namespaces: usize,
+    pub changes: Vec<Change>,
+    /// "namespace: Kind won by policy" for kinds this policy sets but loses.
+    pub shadowed: Vec<String>,
+}
+
+/// The cluster as the plan sees it.
+pub struct ClusterState<'a> {
+    pub policies: Vec<TenantPolicy>,
+    pub namespaces: Vec<NamespaceInfo<'a>>,
+    pub live: Vec<Live>,
+}
+
+fn as_candidates(set: &[(String, TenantPolicy)]) -> Vec<Candidate<'_>> {
+    set.iter()
+        .filter_map(|(n, p)| Candidate::new(n, &p.spec).ok())
+        .collect()
+}
+
+fn owner_of(policy: &TenantPolicy, live_uid: Option<&str>) -> Owner {
+    Owner {
+        name: policy.metadata.name.clone().unwrap_or_default(),
+        uid: live_uid
+            .map(str::to_owned)
+            .unwrap_or_else(|| "(not yet created)".into()),
+    }
+}
+
+fn changes_of(actions: &[Action], live: &[Live], policy: &str) -> Vec<Change> {
+    let mut changes: Vec<Change> = actions
+        .iter()
+        .map(|a| {
+            let key = a.key();
+            let (action, diff, takes_over_from) = match a {
+                Action::Create { .. } => ("create", None, None),
+                Action::Apply { desired, .. } | Action::Replace { desired, .. } => {
+                    let current = LiveIndex::get(live, key);
+                    let diff = current
+                        .as_ref()
+                        .map(|l| diff::merge_patch(&l.spec, &desired.spec));
+                    let from = current
+                        .and_then(|l| l.policy().filter(|p| *p != policy).map(str::to_owned));
+                    ("update", diff, from)
+                }
+                Action::Delete { .. } => ("delete", None, None),
+                Action::Release { .. } => ("release", None, None),
+            };
+            Change {
+                action: action.into(),
+                namespace: key.namespace.clone(),
+                kind: key.kind.to_string(),
+                name: key.name.clone(),
+                diff: diff.filter(|d| d.as_object().is_none_or(|m| !m.is_empty())),
+                takes_over_from,
+            }
+        })
+        .collect();
+    changes.sort_by(|a, b| (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name)));
+    changes
+}
+
+/// What applying `planned` would do: the planned policies' own changes, and the changes other
+/// policies in the cluster would then make (kinds they lose or win back). Fails with the field
+/// named when a planned policy is invalid.
+pub fn plan(planned: &[TenantPolicy], cluster: &ClusterState) -> Result<Vec<PolicyPlan>, String> {
+    let planned_names: BTreeSet<String> = planned
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    for p in planned {
+        let name = p
+            .metadata
+            .name
+            .clone()
+            .ok_or("a TenantPolicy without metadata.name")?;
+        validate::validate(&name, &p.spec).map_err(|e| format!("{name}: {e}"))?;
+    }
+    let alive = |p: &&TenantPolicy| p.metadata.deletion_timestamp.is_none();
+    let before: Vec<&TenantPolicy> = cluster.policies.iter().filter(alive).collect();
+    let after: Vec<&TenantPolicy> = cluster
+        .policies
+        .iter()
+        .filter(alive)
+        .filter(|p| !planned_names.contains(p.metadata.name.as_deref().unwrap_or_default()))
+        .chain(planned.iter())
+        .collect();
+    let candidates = |set: &[&'_ TenantPolicy]| -> Vec<(String, TenantPolicy)> {
+        set.iter()
+            .map(|p| (p.metadata.name.clone().unwrap_or_default(), (*p).clone()))
+            .collect()
+    };
+    let (before, after) = (candidates(&before), candidates(&after));
+    let (before_candidates, after_candidates) = (as_candidates(&before), as_candidates(&after));
+    let uid = |name: &str| {
+        cluster
+            .policies
+            .iter()
+            .find(|p| p.metadata.name.as_deref() == Some(name))
+            .and_then(|p| p.metadata.uid.clone())
+    };
+
+    let mut plans = Vec::new();
+    for me in &after_candidates {
+        let policy = &after
+            .iter()
+            .find(|(n, _)| n == me.name)
+            .expect("a candidate")
+            .1;
+        let owner = owner_of(policy, uid(me.name).as_deref());
+        let assignment = select::assign(me, &after_candidates, &cluster.namespaces);
+        let actions = diff::plan(
+            &owner,
+            &assignment.desired,
+            cluster.live.as_slice(),
+            &assignment.handed_over,
+            policy.spec.deletion_policy,
+            &HashSet::new(),
+        )
+        .actions;
+        let is_planned = planned_names.contains(me.name);
+        let mut changes = changes_of(&actions, &cluster.live, me.name);
+        if !is_planned {
+            // Only what the planned policies cause: drop what this policy would do anyway.
+            let unchanged = before_candidates
+                .iter()
+                .find(|c| c.name == me.name)
+                .map(|c| {
+                    let a = select::assign(c, &before_candidates, &cluster.namespaces);
+                    changes_of(
+                        &diff::plan(
+                            &owner,
+                            &a.desired,
+                            cluster.live.as_slice(),
+                            &a.handed_over,
+                            policy.spec.deletion_policy,
+                            &HashSet::new(),
+                        )
+                        .actions,
+                        &cluster.live,
+                        me.name,
+                    )
+                });
+            changes.retain(|c| !unchanged.as_ref().is_some_and(|u| u.contains(c)));
+            if changes.is_empty() {
+                continue;
+            }
+        }
+        plans.push(PolicyPlan {
+            policy: me.name.to_owned(),
+            planned: is_planned,
+            new: uid(me.name).is_none(),
+            selected_namespaces: assignment.selected.len(),
+            changes,
+            shadowed: assignment
+                .shadowed
+                .iter()
+                .map(|s| format!("{}: {} won by {}", s.namespace, s.kind, s.winner))
+                .collect(),
+        });
+    }
+    // Policies removed from... nothing: plan only adds or changes policies; deletions are not planned.
+    plans.sort_by(|a, b| (!a.planned, &a.policy).cmp(&(!b.planned, &b.policy)));
+    Ok(plans)
+}
+
+/// A human-readable report, grouped by policy and namespace.
+pub fn render(plans: &[PolicyPlan]) -> String {
+    let mut out = String::new();
+    for p in plans {
+        let what = if p.planned {
+            if p.new { "new" } else { "changed" }
+        } else {
+            "in the cluster, affected"
+        };
+        out.push_str(&format!(
+            "TenantPolicy {} ({what}): selects {} namespaces\n",
+            p.policy, p.selected_namespaces
+        ));
+        let mut by_namespace: BTreeMap<&str, Vec<&Change>> = BTreeMap::new();
+        for c in &p.changes {
+            by_namespace
+                .entry(c.namespace.as_str())
+                .or_default()
+                .push(c);
+        }
+        for (ns, changes) in by_namespace {
+            out.push_str(&format!("  {ns}\n"));
+            for c in changes {
+                let mut line = format!("    {:<8} {}/{}", c.action, c.kind, c.name);
+                if let Some(from) = &c.takes_over_from {
+                    line.push_str(&format!(" (taken over from {from})"));
+                }
+                if let Some(diff) = &c.diff {
+                    line.push_str(&format!("  {diff}"));
+                }
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
+        for s in &p.shadowed {
+            out.push_str(&format!("  shadowed: {s}\n"));
+        }
+        if p.changes.is_empty() {
+            out.push_str("  no changes\n");
+        }
+    }
+    out
+}
+
+impl LiveIndex for Vec<Live> {
+    fn get(&self, key: &ObjectKey) -> Option<Live> {
+        LiveIndex::get(self.as_slice(), key)
+    }
+    fn labelled_for(
+        &self,
+        policy: &str,
+        keep: &dyn Fn(crate::resources::Kind, &str, &str) -> bool,
+    ) -> Vec<ObjectKey> {
+        self.as_slice().labelled_for(policy, keep)
+    }
+}
+
+/// Reads what the plan needs from the cluster: policies, namespace metadata, managed objects.
+pub async fn read_cluster(
+    client: &kube::Client,
+) -> anyhow::Result<(
+    Vec<TenantPolicy>,
+    Vec<kube::api::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>,
+    Vec<Live>,
+)> {
+    use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use kube::api::{Api, ListParams};
+    let policies = Api::<TenantPolicy>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let namespaces = Api::<Namespace>::all(client.clone())
+        .list_metadata(&ListParams::default())
+        .await?
+        .items;
+    let managed = ListParams::default().labels(crate::controller::MANAGED_SELECTOR);
+    let mut live: Vec<Live> = Vec::new();
+    live.extend(
+        Api::<LimitRange>::all(client.clone())
+            .list(&managed)
+            .await?
+            .items
+            .iter()
+            .map(crate::resources::live_of),
+    );
+    live.extend(
+        Api::<ResourceQuota>::all(client.clone())
+            .list(&managed)
+            .await?
+            .items
+            .iter()
+            .map(crate::resources::live_of),
+    );
+    live.extend(
+        Api::<PodDisruptionBudget>::all(client.clone())
+            .list(&managed)
+            .await?
+            .items
+            .iter()
+            .map(crate::resources::live_of),
+    );
+    Ok((policies, namespaces, live))
+}

@@ -1,0 +1,200 @@
+//! `tenantry plan`: what applying policy files would do, against the real cluster, checked by
+//! then applying them.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::ResourceExt;
+use kube::api::Api;
+use serde_json::{Value, json};
+
+use crate::harness::{
+    Operator, SHARD_LABEL, TestNamespace, TestPolicy, client, kubeconfig_path, kubectl_with_input,
+    repo_root, unique_name,
+};
+use crate::smoke::install_crd;
+
+/// Runs `tenantry plan -f <dir> -o json`: (exit code, stdout, stderr).
+fn tenantry_plan(dir: &std::path::Path) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .args(["plan", "-f", dir.to_str().unwrap(), "-o", "json"])
+        .env("KUBECONFIG", kubeconfig_path())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn write_policies(dir: &std::path::Path, policies: &[Value]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let text: Vec<String> = policies
+        .iter()
+        .map(|p| serde_yaml::to_string(p).unwrap())
+        .collect();
+    std::fs::write(dir.join("policies.yaml"), text.join("---\n")).unwrap();
+}
+
+#[tokio::test]
+async fn plan_lists_exactly_what_applying_the_files_does_and_gates_with_its_exit_code() {
+    let client = client().await;
+    install_crd(&client).await;
+    let operator = Operator::start(&unique_name("plan")).await;
+    let a = TestNamespace::create(&client, "e2e-plan-a").await;
+    let b = TestNamespace::create(&client, "e2e-plan-b").await;
+    let base_name = unique_name("plan-base");
+    let team_name = unique_name("plan-team");
+    let lr = |cpu: &str| json!([{"name": "defaults", "limits": [{"type": "Container", "default": {"cpu": cpu}}]}]);
+    let base_spec = |pods: &str| json!({"namespaces": [a.name, b.name], "limitRanges": lr("300m"), "resourceQuotas": [{"name": "compute", "hard": {"pods": pods}}]});
+    let base = TestPolicy::create_named(&client, &operator, &base_name, base_spec("10")).await;
+    base.wait_ready(&client).await;
+
+    // The change under review: the base quota raised, and a team policy that overrides the
+    // LimitRange in namespace a and adds a PDB there.
+    let policy = |name: &str, spec: Value| json!({"apiVersion": "tenantry.io/v1alpha1", "kind": "TenantPolicy", "metadata": {"name": name, "labels": {SHARD_LABEL: operator.shard}}, "spec": spec});
+    let dir = repo_root()
+        .join("target/e2e-logs")
+        .join(unique_name("plan-files"));
+    let team_spec = json!({"priority": 10, "namespaces": [a.name], "limitRanges": lr("500m"),
+        "podDisruptionBudgets": [{"name": "web", "selector": {"matchLabels": {"app": "web"}}, "minAvailable": 1}]});
+    write_policies(
+        &dir,
+        &[
+            policy(&base_name, base_spec("20")),
+            policy(&team_name, team_spec),
+        ],
+    );
+
+    let (code, stdout, stderr) = tenantry_plan(&dir);
+    assert_eq!(code, 2, "changes pending: {stderr}");
+    let plans: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+    let listed: BTreeSet<(String, String, String, String, String)> = plans
+        .iter()
+        .flat_map(|p| {
+            p["changes"].as_array().unwrap().iter().map(move |c| {
+                let s = |k: &str| c[k].as_str().unwrap_or("").to_owned();
+                (
+                    p["policy"].as_str().unwrap().to_owned(),
+                    s("action"),
+                    s("namespace"),
+                    s("kind"),
+                    s("name"),
+                )
+            })
+        })
+        .collect();
+    let row = |p: &str, action: &str, ns: &str, kind: &str, name: &str| {
+        (
+            p.to_owned(),
+            action.to_owned(),
+            ns.to_owned(),
+            kind.to_owned(),
+            name.to_owned(),
+        )
+    };
+    let expected = BTreeSet::from([
+        row(&base_name, "update", &a.name, "ResourceQuota", "compute"),
+        row(&base_name, "update", &b.name, "ResourceQuota", "compute"),
+        row(&team_name, "update", &a.name, "LimitRange", "defaults"),
+        row(&team_name, "create", &a.name, "PodDisruptionBudget", "web"),
+    ]);
+    assert_eq!(listed, expected, "{stdout}");
+    let team = plans
+        .iter()
+        .find(|p| p["policy"] == team_name.as_str())
+        .unwrap();
+    let takeover = team["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["kind"] == "LimitRange")
+        .unwrap();
+    assert_eq!(takeover["takesOverFrom"], base_name.as_str());
+    let base_plan = plans
+        .iter()
+        .find(|p| p["policy"] == base_name.as_str())
+        .unwrap();
+    assert_eq!(
+        base_plan["changes"][0]["diff"],
+        json!({"hard": {"pods": "20"}})
+    );
+    assert!(
+        base_plan["shadowed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s.as_str().unwrap().contains(&team_name))
+    );
+
+    // Apply the files: the cluster ends up exactly as planned.
+    let out = kubectl_with_input(
+        &["apply", "-f", dir.join("policies.yaml").to_str().unwrap()],
+        None,
+    );
+    assert!(out.success, "{}", out.stderr);
+    let team_guard = TestPolicy {
+        name: team_name.clone(),
+    };
+    team_guard.wait_ready(&client).await;
+    base.wait_ready(&client).await;
+    let range: LimitRange = Api::namespaced(client.clone(), &a.name)
+        .get("defaults")
+        .await
+        .unwrap();
+    assert_eq!(range.labels()["tenantry.io/policy"], team_name);
+    assert!(
+        Api::<PodDisruptionBudget>::namespaced(client.clone(), &a.name)
+            .get_opt("web")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    for ns in [&a.name, &b.name] {
+        let quota: ResourceQuota = Api::namespaced(client.clone(), ns)
+            .get("compute")
+            .await
+            .unwrap();
+        assert_eq!(quota.spec.unwrap().hard.unwrap()["pods"].0, "20");
+    }
+
+    // Nothing left to do: exit 0.
+    let (code, stdout, stderr) = tenantry_plan(&dir);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+
+    // Errors exit 1, naming the field: one the API server rejects, one only the controller sees.
+    let bad = repo_root()
+        .join("target/e2e-logs")
+        .join(unique_name("plan-bad"));
+    write_policies(
+        &bad,
+        &[policy(
+            &unique_name("bad"),
+            json!({"resourceQuotas": [{"name": "q", "hard": {"pods": "many"}}]}),
+        )],
+    );
+    let (code, _, stderr) = tenantry_plan(&bad);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("spec.resourceQuotas[0].hard.pods"),
+        "{stderr}"
+    );
+    let ratio = repo_root()
+        .join("target/e2e-logs")
+        .join(unique_name("plan-ratio"));
+    write_policies(
+        &ratio,
+        &[policy(
+            &unique_name("ratio"),
+            json!({"namespaces": [a.name], "limitRanges": [{"name": "d", "limits": [{"type": "Container",
+        "default": {"cpu": "1"}, "defaultRequest": {"cpu": "100m"}, "maxLimitRequestRatio": {"cpu": "2"}}]}]}),
+        )],
+    );
+    let (code, _, stderr) = tenantry_plan(&ratio);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("spec.limitRanges[0].limits[0]"), "{stderr}");
+    drop(team_guard);
+}
