@@ -30,12 +30,26 @@ enum LogFormat {
 enum Output {
     Text,
     Json,
+    Yaml,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Print the TenantPolicy CustomResourceDefinition as YAML.
     Crd,
+    /// The governance report: per namespace pods, QoS classes, requests, quota usage, LimitRanges
+    /// and governing policies; per workload replicas, resources, QoS class and PDBs; findings.
+    Audit {
+        /// Only this namespace (repeatable).
+        #[arg(short = 'n', long = "namespace")]
+        namespaces: Vec<String>,
+        /// Only namespaces with these labels (key=value[,key=value...]).
+        #[arg(short = 'l', long = "selector")]
+        selector: Option<String>,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: Output,
+    },
     /// What applying these TenantPolicies would do to the cluster (a dry run against the current
     /// kubeconfig). Exit code 0: nothing would change; 2: something would; 1: error.
     Plan {
@@ -213,6 +227,7 @@ async fn plan(files: &[std::path::PathBuf], output: Output) -> anyhow::Result<bo
     match output {
         Output::Text => print!("{}", plan::render(&plans)),
         Output::Json => println!("{}", serde_json::to_string_pretty(&plans)?),
+        Output::Yaml => print!("{}", serde_yaml::to_string(&plans)?),
     }
     Ok(plans.iter().any(|p| !p.changes.is_empty()))
 }
@@ -238,6 +253,36 @@ async fn check_kubernetes_version(client: &kube::Client) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd => print!("{}", tenantry::crd::crd_yaml()),
+        Command::Audit {
+            namespaces,
+            selector,
+            output,
+        } => {
+            let client = kube::Client::try_default().await?;
+            let inputs = tenantry::audit::read_cluster(&client).await?;
+            let mut wanted = std::collections::BTreeMap::new();
+            for pair in selector
+                .iter()
+                .flat_map(|s| s.split(','))
+                .filter(|p| !p.is_empty())
+            {
+                let (k, v) = pair
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--selector: {pair:?} is not key=value"))?;
+                wanted.insert(k.trim().to_owned(), v.trim().to_owned());
+            }
+            let keep = |ns: &k8s_openapi::api::core::v1::Namespace| {
+                use kube::ResourceExt;
+                (namespaces.is_empty() || namespaces.contains(&ns.name_any()))
+                    && wanted.iter().all(|(k, v)| ns.labels().get(k) == Some(v))
+            };
+            let report = tenantry::audit::audit(&inputs, &keep);
+            match output {
+                Output::Text => print!("{}", tenantry::audit::render(&report)),
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Yaml => print!("{}", serde_yaml::to_string(&report)?),
+            }
+        }
         Command::Plan { files, output } => match plan(&files, output).await {
             Ok(changes) => std::process::exit(if changes { 2 } else { 0 }),
             Err(e) => {
