@@ -146,7 +146,13 @@ fn budget_blocks_every_eviction(pdb: &PodDisruptionBudget, replicas: i32) -> boo
 }
 
 /// (kind, name, replicas, pod template spec, pod template labels) of one workload.
-type Workload = (String, String, i32, Option<PodSpec>, BTreeMap<String, String>);
+type Workload = (
+    String,
+    String,
+    i32,
+    Option<PodSpec>,
+    BTreeMap<String, String>,
+);
 
 /// The report, for the namespaces `keep` accepts.
 pub fn audit(inputs: &Inputs, keep: &dyn Fn(&Namespace) -> bool) -> Report {
