@@ -162,15 +162,8 @@ impl Applier {
                     if checked.elapsed() < NOT_OWNED_RECHECK {
                         return not_owned(&key);
                     }
-                    match api.get_opt(&key.name).await {
-                        Ok(Some(existing)) if !is_tenantry_managed(&existing) => {
-                            memory
-                                .lock()
-                                .expect("not poisoned")
-                                .insert(key.clone(), Instant::now());
-                            return not_owned(&key);
-                        }
-                        Ok(Some(_)) => return Outcome::Retry(key),
+                    match self.existing(&api, &key, memory).await {
+                        Ok(Some(outcome)) => return outcome,
                         Ok(None) => {
                             memory.lock().expect("not poisoned").remove(&key);
                         }
@@ -188,16 +181,9 @@ impl Applier {
                 {
                     Ok(_) => Outcome::Created(key),
                     Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
-                        match api.get_opt(&key.name).await {
-                            Ok(Some(existing)) if !is_tenantry_managed(&existing) => {
-                                memory
-                                    .lock()
-                                    .expect("not poisoned")
-                                    .insert(key.clone(), Instant::now());
-                                not_owned(&key)
-                            }
-                            // Ours, and the cache has not seen it yet.
-                            Ok(_) => Outcome::Retry(key),
+                        match self.existing(&api, &key, memory).await {
+                            Ok(Some(outcome)) => outcome,
+                            Ok(None) => Outcome::Retry(key), // deleted meanwhile: try again
                             Err(e) => classify(&key, e),
                         }
                     }
@@ -239,6 +225,28 @@ impl Applier {
                 Err(e) => classify(&key, e),
             },
         }
+    }
+
+    /// What an existing object of this name means: not Tenantry's (reported, and remembered so it
+    /// is not looked at again before NOT_OWNED_RECHECK), or ours with the cache behind (retry);
+    /// `None` when there is none.
+    async fn existing(
+        &self,
+        api: &Api<DynamicObject>,
+        key: &ObjectKey,
+        memory: &NotOwned,
+    ) -> Result<Option<Outcome>, kube::Error> {
+        Ok(api.get_opt(&key.name).await?.map(|existing| {
+            if is_tenantry_managed(&existing) {
+                Outcome::Retry(key.clone())
+            } else {
+                memory
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(key.clone(), Instant::now());
+                not_owned(key)
+            }
+        }))
     }
 
     /// A JSON merge patch as field manager `tenantry` (the patch carries its own precondition).

@@ -279,31 +279,20 @@ pub async fn read_cluster(
         .list_metadata(&ListParams::default())
         .await?
         .items;
-    let managed = ListParams::default().labels(crate::controller::MANAGED_SELECTOR);
-    let mut live: Vec<Live> = Vec::new();
-    live.extend(
-        Api::<LimitRange>::all(client.clone())
-            .list(&managed)
+    async fn managed<K: crate::resources::ManagedResource>(
+        client: &kube::Client,
+    ) -> anyhow::Result<Vec<Live>> {
+        let selector = ListParams::default().labels(crate::controller::MANAGED_SELECTOR);
+        Ok(Api::<K>::all(client.clone())
+            .list(&selector)
             .await?
             .items
             .iter()
-            .map(crate::resources::live_of),
-    );
-    live.extend(
-        Api::<ResourceQuota>::all(client.clone())
-            .list(&managed)
-            .await?
-            .items
-            .iter()
-            .map(crate::resources::live_of),
-    );
-    live.extend(
-        Api::<PodDisruptionBudget>::all(client.clone())
-            .list(&managed)
-            .await?
-            .items
-            .iter()
-            .map(crate::resources::live_of),
-    );
+            .map(crate::resources::live_of)
+            .collect())
+    }
+    let mut live = managed::<LimitRange>(client).await?;
+    live.extend(managed::<ResourceQuota>(client).await?);
+    live.extend(managed::<PodDisruptionBudget>(client).await?);
     Ok((policies, namespaces, live))
 }
