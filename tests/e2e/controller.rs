@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use tenantry::api::{MANAGED_BY_LABEL, POLICY_LABEL};
 
 use crate::harness::{
-    Operator, TestNamespace, TestPolicy, client, event_notes, eventually, kubectl, kubectl_ok,
-    unique_name,
+    Namespaced, Operator, TestNamespace, TestPolicy, client, event_notes, eventually, kubectl,
+    kubectl_ok, unique_name, wait_gone, wait_present,
 };
 use crate::smoke::install_crd;
 
@@ -42,10 +42,7 @@ async fn setup(shard_prefix: &str) -> (Client, Operator) {
 /// Names of the objects of kind K in a namespace carrying Tenantry's labels, with their policy.
 async fn managed<K>(client: &Client, ns: &str) -> BTreeMap<String, String>
 where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: Namespaced,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     api.list(&kube::api::ListParams::default().labels(tenantry::controller::MANAGED_SELECTOR))
@@ -60,36 +57,6 @@ where
             )
         })
         .collect()
-}
-
-async fn wait_gone<K>(client: &Client, ns: &str, name: &str)
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    eventually(&format!("{ns}/{name} to be gone"), || {
-        let api = api.clone();
-        async move { api.get_opt(name).await.unwrap().is_none().then_some(()) }
-    })
-    .await;
-}
-
-async fn wait_present<K>(client: &Client, ns: &str, name: &str) -> K
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    eventually(&format!("{ns}/{name} to exist"), || {
-        let api = api.clone();
-        async move { api.get_opt(name).await.unwrap() }
-    })
-    .await
 }
 
 fn pod(name: &str) -> Pod {

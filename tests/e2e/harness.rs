@@ -439,3 +439,40 @@ pub async fn event_notes(client: &Client, policy: &str, reason: &str) -> Vec<Str
         .filter_map(|e| e.note)
         .collect()
 }
+
+/// A namespaced kind the tests read and write.
+pub trait Namespaced:
+    kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> Namespaced for K where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+{
+}
+
+/// Waits until the object is gone.
+pub async fn wait_gone<K: Namespaced>(client: &Client, ns: &str, name: &str) {
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    eventually(&format!("{ns}/{name} to be gone"), || {
+        let api = api.clone();
+        async move { api.get_opt(name).await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+}
+
+/// Waits until the object exists, and returns it.
+pub async fn wait_present<K: Namespaced>(client: &Client, ns: &str, name: &str) -> K {
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    eventually(&format!("{ns}/{name} to exist"), || {
+        let api = api.clone();
+        async move { api.get_opt(name).await.unwrap() }
+    })
+    .await
+}

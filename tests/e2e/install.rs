@@ -12,8 +12,8 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::harness::{
-    Operator, TestNamespace, TestPolicy, client, eventually, kubectl, kubectl_ok, repo_root,
-    unique_name,
+    Namespaced, Operator, TestNamespace, TestPolicy, client, eventually, kubectl, kubectl_ok,
+    repo_root, unique_name, wait_gone,
 };
 use crate::smoke::install_crd;
 
@@ -142,10 +142,7 @@ fn audited_requests(from: u64) -> Vec<(String, String, String, u64)> {
 
 async fn patch_spec<K>(client: &Client, ns: &str, name: &str, spec: Value)
 where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: Namespaced,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     api.patch(
@@ -159,11 +156,7 @@ where
 
 async fn wait_spec<K, F>(client: &Client, ns: &str, name: &str, what: &str, check: F)
 where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + serde::Serialize,
+    K: Namespaced + serde::Serialize,
     F: Fn(&Value) -> bool,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
@@ -272,19 +265,7 @@ async fn the_controller_converges_under_its_service_account_and_uses_every_grant
 
     // Unselect: delete.
     policy.set_spec(&client, spec(vec![&theirs.name])).await;
-    let ranges: Api<LimitRange> = Api::namespaced(client.clone(), ns);
-    eventually("the pruned LimitRange", || {
-        let ranges = ranges.clone();
-        async move {
-            ranges
-                .get_opt("defaults")
-                .await
-                .unwrap()
-                .is_none()
-                .then_some(())
-        }
-    })
-    .await;
+    wait_gone::<LimitRange>(&client, ns, "defaults").await;
     drop(policy); // the finalizer is removed (patch)
 
     let used: BTreeSet<(String, String, String)> = audited_requests(audit_start)

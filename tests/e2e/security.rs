@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::harness::{
     Operator, TestNamespace, TestPolicy, client, eventually, kubectl, kubectl_ok,
-    kubectl_with_input, repo_root, unique_name,
+    kubectl_with_input, repo_root, unique_name, wait_gone,
 };
 use crate::smoke::install_crd;
 
@@ -311,22 +311,8 @@ async fn tenants_cannot_change_governed_objects_but_cluster_machinery_and_admins
     })
     .await;
     drop(policy);
-    let ranges: Api<LimitRange> = Api::namespaced(client.clone(), n);
-    eventually(
-        "the children of the deleted policy to be garbage-collected",
-        || {
-            let ranges = ranges.clone();
-            async move {
-                ranges
-                    .get_opt("defaults")
-                    .await
-                    .unwrap()
-                    .is_none()
-                    .then_some(())
-            }
-        },
-    )
-    .await;
+    // The garbage collector removes the deleted policy's children.
+    wait_gone::<LimitRange>(&client, n, "defaults").await;
 }
 
 #[tokio::test]
