@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::ApiResource;
 use kube::{Client, ResourceExt};
@@ -24,7 +25,7 @@ use crate::api::{
 use crate::diff::Action;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
-use crate::resources::{Desired, Kind, ObjectKey, Owner};
+use crate::resources::{Desired, Kind, Live, ObjectKey, Owner, policy_field};
 
 /// How long an object found not owned is reported from memory before it is looked at again.
 pub const NOT_OWNED_RECHECK: Duration = Duration::from_secs(20);
@@ -37,6 +38,8 @@ pub type NotOwned = Mutex<HashMap<ObjectKey, Instant>>;
 pub enum Outcome {
     Created(ObjectKey),
     Updated(ObjectKey),
+    /// Deleted and created anew (a StorageClass whose immutable fields changed).
+    Recreated(ObjectKey),
     Deleted(ObjectKey),
     Released(ObjectKey),
     /// Not done yet, nothing wrong: the cache is behind, or the object changed under us.
@@ -56,6 +59,7 @@ fn api_resource(kind: Kind) -> ApiResource {
         Kind::LimitRange => ApiResource::erase::<LimitRange>(&()),
         Kind::ResourceQuota => ApiResource::erase::<ResourceQuota>(&()),
         Kind::PodDisruptionBudget => ApiResource::erase::<PodDisruptionBudget>(&()),
+        Kind::StorageClass => ApiResource::erase::<StorageClass>(&()),
     }
 }
 
@@ -131,7 +135,12 @@ impl Applier {
     }
 
     fn api(&self, key: &ObjectKey) -> Api<DynamicObject> {
-        Api::namespaced_with(self.client.clone(), &key.namespace, &api_resource(key.kind))
+        let resource = api_resource(key.kind);
+        if key.kind.is_namespaced() {
+            Api::namespaced_with(self.client.clone(), &key.namespace, &resource)
+        } else {
+            Api::all_with(self.client.clone(), &resource)
+        }
     }
 
     /// Runs the actions concurrently (bounded), returning one outcome each.
@@ -170,24 +179,18 @@ impl Applier {
                         Err(e) => return classify(&key, e),
                     }
                 }
-                self.metrics.count_write("create", kind);
-                let params = PostParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..Default::default()
-                };
-                match api
-                    .create(&params, &dynamic(desired.to_object(owner)))
-                    .await
-                {
-                    Ok(_) => Outcome::Created(key),
-                    Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
-                        match self.existing(&api, &key, memory).await {
-                            Ok(Some(outcome)) => outcome,
-                            Ok(None) => Outcome::Retry(key), // deleted meanwhile: try again
-                            Err(e) => classify(&key, e),
-                        }
-                    }
-                    Err(e) => classify(&key, e),
+                match self.create(&api, &desired, owner, memory).await {
+                    Ok(()) => Outcome::Created(key),
+                    Err(outcome) => outcome,
+                }
+            }
+            Action::Recreate { desired, live, .. } => {
+                if let Err(outcome) = self.delete(&api, &live).await {
+                    return outcome;
+                }
+                match self.create(&api, &desired, owner, memory).await {
+                    Ok(()) => Outcome::Recreated(key),
+                    Err(outcome) => outcome,
                 }
             }
             Action::Apply { desired, uid, .. } => {
@@ -204,26 +207,62 @@ impl Applier {
                 Ok(()) => Outcome::Updated(key),
                 Err(e) => classify(&key, e),
             },
-            Action::Delete { live } => {
-                self.metrics.count_write("delete", kind);
-                let params = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        uid: Some(live.uid.clone()),
-                        resource_version: Some(live.resource_version.clone()),
-                    }),
-                    ..DeleteParams::background()
-                };
-                match api.delete(&key.name, &params).await {
-                    Ok(_) => Outcome::Deleted(key),
-                    Err(kube::Error::Api(s)) if s.code == 404 => Outcome::Deleted(key),
-                    Err(e) => classify(&key, e),
-                }
-            }
+            Action::Delete { live } => match self.delete(&api, &live).await {
+                Ok(()) => Outcome::Deleted(key),
+                Err(outcome) => outcome,
+            },
             Action::Release { patch, .. } => match self.merge_patch(&api, &key, patch).await {
                 Ok(()) => Outcome::Released(key),
                 Err(kube::Error::Api(s)) if s.code == 404 => Outcome::Released(key),
                 Err(e) => classify(&key, e),
             },
+        }
+    }
+
+    /// POST: fails when an object of that name exists, which is then looked at (not ours: reported).
+    async fn create(
+        &self,
+        api: &Api<DynamicObject>,
+        desired: &Desired,
+        owner: &Owner,
+        memory: &NotOwned,
+    ) -> Result<(), Outcome> {
+        let key = &desired.key;
+        self.metrics.count_write("create", key.kind.as_str());
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        match api
+            .create(&params, &dynamic(desired.to_object(owner)))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
+                Err(match self.existing(api, key, memory).await {
+                    Ok(Some(outcome)) => outcome,
+                    Ok(None) => Outcome::Retry(key.clone()), // deleted meanwhile: try again
+                    Err(e) => classify(key, e),
+                })
+            }
+            Err(e) => Err(classify(key, e)),
+        }
+    }
+
+    /// DELETE on the condition that the object is still the one seen (uid and resourceVersion).
+    async fn delete(&self, api: &Api<DynamicObject>, live: &Live) -> Result<(), Outcome> {
+        self.metrics.count_write("delete", live.key.kind.as_str());
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(live.uid.clone()),
+                resource_version: Some(live.resource_version.clone()),
+            }),
+            ..DeleteParams::background()
+        };
+        match api.delete(&live.key.name, &params).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(classify(&live.key, e)),
         }
     }
 
@@ -290,7 +329,7 @@ impl Applier {
                 {
                     return Err(format!(
                         "spec.{}[name={}]: the API server refuses the {} this builds: {}",
-                        d.key.kind.policy_field(),
+                        policy_field(&d.key),
                         d.key.name,
                         d.key.kind,
                         s.message

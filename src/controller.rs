@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use futures::{Stream, StreamExt, future};
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ObjectReference, ResourceQuota};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
@@ -30,7 +31,7 @@ use crate::apply::{Applier, NOT_OWNED_RECHECK, NotOwned, Outcome};
 use crate::diff::{self, Action, LiveIndex};
 use crate::leader::Leadership;
 use crate::metrics::{ErrorLabels, KindLabels, Metrics};
-use crate::resources::{Kind, Live, ManagedResource, ObjectKey, Owner, live_of};
+use crate::resources::{Kind, Live, ManagedResource, ObjectKey, Owner, live_of, live_of_class};
 use crate::select::{self, Candidate, NamespaceInfo};
 use crate::status::{self, Summary};
 use crate::validate;
@@ -86,6 +87,8 @@ pub struct Stores {
     pub limit_ranges: Store<LimitRange>,
     pub quotas: Store<ResourceQuota>,
     pub pdbs: Store<PodDisruptionBudget>,
+    /// Every StorageClass of the cluster (few): the allow-list caps those not allowed.
+    pub storage_classes: Store<StorageClass>,
     /// Per managed object (by uid): the resourceVersion seen and its normalised spec fingerprint.
     pub spec_prints: SpecPrints,
 }
@@ -156,6 +159,12 @@ impl LiveIndex for Stores {
             Kind::LimitRange => lookup(&self.limit_ranges, key),
             Kind::ResourceQuota => lookup(&self.quotas, key),
             Kind::PodDisruptionBudget => lookup(&self.pdbs, key),
+            // The class cache holds every class: only Tenantry's are managed objects.
+            Kind::StorageClass => self
+                .storage_classes
+                .get(&ObjectRef::new(&key.name))
+                .map(|c| live_of_class(c.as_ref()))
+                .filter(Live::is_tenantry_managed),
         }
     }
 
@@ -168,6 +177,20 @@ impl LiveIndex for Stores {
         labelled_keys(&self.limit_ranges, policy, keep, &mut keys);
         labelled_keys(&self.quotas, policy, keep, &mut keys);
         labelled_keys(&self.pdbs, policy, keep, &mut keys);
+        for class in self.storage_classes.state() {
+            let name = class.metadata.name.as_deref().unwrap_or_default();
+            let labels = class.metadata.labels.as_ref();
+            if labels.and_then(|l| l.get(POLICY_LABEL)).map(String::as_str) == Some(policy)
+                && live_of_class(&class).is_tenantry_managed()
+                && keep(Kind::StorageClass, "", name)
+            {
+                keys.push(ObjectKey {
+                    kind: Kind::StorageClass,
+                    namespace: String::new(),
+                    name: name.to_owned(),
+                });
+            }
+        }
         keys
     }
 
@@ -217,16 +240,36 @@ impl LiveIndex for Stores {
             Kind::PodDisruptionBudget => {
                 check(&self.pdbs, &self.spec_prints, key, owner, fingerprint)
             }
+            // Few, compared in full.
+            Kind::StorageClass => None,
         }
     }
 }
 
 impl Stores {
+    /// Names of the cluster's StorageClasses (those not being deleted).
+    fn cluster_classes(&self) -> BTreeSet<String> {
+        self.storage_classes
+            .state()
+            .iter()
+            .filter(|c| c.metadata.deletion_timestamp.is_none())
+            .filter_map(|c| c.metadata.name.clone())
+            .collect()
+    }
+
     fn count_managed(&self, metrics: &Metrics) {
         for (kind, count) in [
             (Kind::LimitRange, self.limit_ranges.len()),
             (Kind::ResourceQuota, self.quotas.len()),
             (Kind::PodDisruptionBudget, self.pdbs.len()),
+            (
+                Kind::StorageClass,
+                self.storage_classes
+                    .state()
+                    .iter()
+                    .filter(|c| live_of_class(c).is_tenantry_managed())
+                    .count(),
+            ),
         ] {
             metrics
                 .managed_objects
@@ -355,7 +398,7 @@ impl Context {
         let secondary = related.map(|k| ObjectReference {
             api_version: Some(k.kind.api_version().into()),
             kind: Some(k.kind.to_string()),
-            namespace: Some(k.namespace.clone()),
+            namespace: k.kind.is_namespaced().then(|| k.namespace.clone()),
             name: Some(k.name.clone()),
             ..Default::default()
         });
@@ -477,7 +520,7 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
             terminating: ns.metadata.deletion_timestamp.is_some(),
         })
         .collect();
-    let assignment = select::assign(me, &candidates, &namespaces);
+    let assignment = select::assign(me, &candidates, &namespaces, &ctx.stores.cluster_classes());
     // Whatever the API server would refuse in the built objects, found before any namespace is
     // touched: once per generation (not again after a restart that finds it already reconciled).
     let validated = *memory.validated.lock().expect("not poisoned") == generation
@@ -519,6 +562,15 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
         .iter()
         .filter_map(|a| a.drift().map(|d| (a.key().clone(), d.clone())))
         .collect();
+    let recreations: HashMap<ObjectKey, Vec<&'static str>> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Recreate {
+                desired, changed, ..
+            } => Some((desired.key.clone(), changed.clone())),
+            _ => None,
+        })
+        .collect();
     let outcomes = if actions.is_empty() {
         Vec::new()
     } else {
@@ -529,12 +581,18 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
 
     summary.selected = assignment.selected.clone();
     summary.shadowed = assignment.shadowed.clone();
+    summary.shadowed_classes = assignment.shadowed_classes.clone();
+    let mut pending_classes: BTreeSet<String> = waiting
+        .iter()
+        .filter(|k| k.kind == Kind::StorageClass)
+        .map(|k| k.name.clone())
+        .collect();
     summary
         .waiting
         .extend(waiting.iter().map(|k| k.namespace.clone()));
     let mut converged: HashSet<u64> = already.into_iter().collect();
-    let (mut applied, mut corrected, mut pruned, mut released, mut retry) =
-        (Vec::new(), Vec::new(), 0, 0, false);
+    let (mut applied, mut corrected, mut recreated, mut pruned, mut released, mut retry) =
+        (Vec::new(), Vec::new(), Vec::new(), 0, 0, false);
     for outcome in outcomes {
         match outcome {
             Outcome::Created(k) | Outcome::Updated(k) => {
@@ -551,10 +609,17 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
                 }
                 converged.insert(k.fingerprint());
             }
+            Outcome::Recreated(k) => {
+                converged.insert(k.fingerprint());
+                recreated.push(k);
+            }
             Outcome::Deleted(_) => pruned += 1,
             Outcome::Released(_) => released += 1,
             Outcome::Retry(k) => {
                 retry = true;
+                if k.kind == Kind::StorageClass {
+                    pending_classes.insert(k.name.clone());
+                }
                 if assignment.selected.contains(&k.namespace) {
                     summary.waiting.insert(k.namespace);
                 }
@@ -563,6 +628,18 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
         }
     }
     *memory.converged.lock().expect("not poisoned") = (generation, converged);
+    let declared_classes: Vec<String> = policy
+        .spec
+        .storage
+        .iter()
+        .flat_map(|s| s.classes.iter().map(|c| c.name.clone()))
+        .collect();
+    summary.storage_classes = status::class_states(
+        &declared_classes,
+        &summary.shadowed_classes,
+        &summary.failures,
+        &pending_classes,
+    );
 
     // Events: one summary per kind of happening, not one per object.
     if !corrected.is_empty() {
@@ -585,6 +662,23 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
             "DriftCorrected",
             note,
             single,
+        )
+        .await;
+    }
+    for key in &recreated {
+        let changed = recreations
+            .get(key)
+            .map(|c| c.join(", "))
+            .unwrap_or_default();
+        let note = format!(
+            "{key} deleted and created anew: {changed} changed, which Kubernetes does not allow to update in place; existing PersistentVolumes are unaffected"
+        );
+        ctx.publish_about(
+            policy.as_ref(),
+            EventType::Normal,
+            "Recreated",
+            note,
+            Some(key),
         )
         .await;
     }
@@ -625,8 +719,9 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
             .collect();
         let new: Vec<(String, String)> = failures.difference(&reported.failures).cloned().collect();
         reported.failures = failures;
-        let shadow_changed = reported.shadowed != summary.shadowed.len();
-        reported.shadowed = summary.shadowed.len();
+        let shadowed = summary.shadowed.len() + summary.shadowed_classes.len();
+        let shadow_changed = reported.shadowed != shadowed;
+        reported.shadowed = shadowed;
         (new, shadow_changed)
     };
     if !new_failures.is_empty() {
@@ -672,6 +767,19 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
             )
             .await;
         }
+    }
+    if shadow_changed && !summary.shadowed_classes.is_empty() {
+        let note = format!(
+            "StorageClasses owned by higher-precedence policies, left to them: {}",
+            summary
+                .shadowed_classes
+                .iter()
+                .map(|c| format!("{} (owned by {})", c.name, c.winner))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        ctx.publish(policy.as_ref(), EventType::Normal, "ClassShadowed", note)
+            .await;
     }
     if shadow_changed && !summary.shadowed.is_empty() {
         let winners: BTreeSet<&str> = summary.shadowed.iter().map(|s| s.winner.as_str()).collect();
@@ -913,6 +1021,56 @@ fn managed_watch<K: ManagedResource>(
     (store, stream)
 }
 
+/// A watch of every StorageClass, cached; each change triggers every policy.
+fn class_watch(
+    client: &Client,
+    listed: impl FnMut() + Send + 'static,
+    all: &mpsc::UnboundedSender<()>,
+) -> (
+    Store<StorageClass>,
+    impl Future<Output = ()> + Send + 'static,
+) {
+    let (store, writer) = reflector::store();
+    let events = watcher(
+        Api::<StorageClass>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|c: &mut StorageClass| crate::resources::strip_metadata(&mut c.metadata))
+    .reflect(writer);
+    let all = all.clone();
+    let stream = changes(
+        events,
+        |c: &StorageClass| {
+            let owners: Vec<&str> = c
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .map(|r| r.uid.as_str())
+                .collect();
+            fingerprint((
+                crate::resources::storage_class::spec_of(c).to_string(),
+                &c.metadata.labels,
+                owners,
+                c.metadata.deletion_timestamp.is_some(),
+            ))
+        },
+        listed,
+        |_| {},
+    )
+    .for_each(move |change| {
+        match change {
+            Ok(_) => {
+                let _ = all.send(());
+            }
+            Err(e) => warn!(error = %e, "StorageClass watch failed; retrying with backoff"),
+        }
+        future::ready(())
+    });
+    (store, stream)
+}
+
 fn policy_of<K: Resource>(object: K) -> Option<ObjectRef<Guarded>> {
     object
         .labels()
@@ -930,7 +1088,7 @@ pub async fn run(
     // Policy changes (spec, finalizers, deletion) and namespace changes (labels, deletion) can
     // move overlaps anywhere, so they trigger every policy; policies are few.
     let (all_tx, all_rx) = mpsc::unbounded_channel::<()>();
-    let synced = Synced::new(5);
+    let synced = Synced::new(6);
     let spec_prints = SpecPrints::default();
 
     let mut policy_config = watcher::Config::default();
@@ -998,6 +1156,10 @@ pub async fn run(
         managed_watch::<ResourceQuota>(&client, on_listed(&synced, &all_tx), &spec_prints);
     let (pdbs, pdb_stream) =
         managed_watch::<PodDisruptionBudget>(&client, on_listed(&synced, &all_tx), &spec_prints);
+    let (storage_classes, sc_stream) = class_watch(&client, on_listed(&synced, &all_tx), &all_tx);
+    // StorageClasses are few; any change (a class created or deleted changes the allow-list
+    // quotas, an owned class drifted) triggers every policy.
+    tokio::spawn(sc_stream);
     drop(all_tx);
 
     let stores = Stores {
@@ -1006,6 +1168,7 @@ pub async fn run(
         limit_ranges,
         quotas,
         pdbs,
+        storage_classes,
         spec_prints: spec_prints.clone(),
     };
     let reporter = Reporter {

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashSet};
 use serde_json::{Map, Value, json};
 
 use crate::api::{DeletionPolicy, MANAGED_BY_LABEL, POLICY_LABEL};
-use crate::resources::{Desired, Kind, Live, ObjectKey, Owner, managed_labels};
+use crate::resources::{Desired, Kind, Live, ObjectKey, Owner, managed_labels, storage_class};
 
 /// Why an existing object is being rewritten although the policy did not change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +37,14 @@ pub enum Action {
         patch: Value,
         drift: Option<Drift>,
     },
+    /// A StorageClass whose immutable fields must change: delete the live one (on the condition
+    /// that it is still the one seen) and create it anew.
+    Recreate {
+        desired: Desired,
+        live: Live,
+        /// The immutable fields that differ, for the Event that says why.
+        changed: Vec<&'static str>,
+    },
     /// No longer wanted, deletionPolicy Delete.
     Delete { live: Live },
     /// No longer wanted, deletionPolicy Retain: Tenantry's labels and ownerReference removed.
@@ -48,7 +56,8 @@ impl Action {
         match self {
             Action::Create { desired, .. }
             | Action::Apply { desired, .. }
-            | Action::Replace { desired, .. } => &desired.key,
+            | Action::Replace { desired, .. }
+            | Action::Recreate { desired, .. } => &desired.key,
             Action::Delete { live } | Action::Release { live, .. } => &live.key,
         }
     }
@@ -140,6 +149,14 @@ pub fn plan<L: LiveIndex + ?Sized>(
                 drift: drift(None),
             }),
             Some(l) if l.deleting => plan.waiting.push(d.key.clone()),
+            Some(l) if d.key.kind == Kind::StorageClass && !immutable_changes(d, &l).is_empty() => {
+                let changed = immutable_changes(d, &l);
+                plan.actions.push(Action::Recreate {
+                    desired: d.clone(),
+                    live: l,
+                    changed,
+                })
+            }
             Some(l) => match compare(d, &l, owner) {
                 Comparison::Converged => plan.converged.push(d.key.fingerprint()),
                 Comparison::NeedsApply => plan.actions.push(Action::Apply {
@@ -191,6 +208,10 @@ pub fn release_all<L: LiveIndex + ?Sized>(owner: &Owner, live: &L) -> Vec<Action
             Action::Release { live: l, patch }
         })
         .collect()
+}
+
+fn immutable_changes(d: &Desired, l: &Live) -> Vec<&'static str> {
+    storage_class::immutable_changes(&d.normalized, &storage_class::normalize(&l.spec))
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -266,14 +287,22 @@ fn replace_patch(d: &Desired, l: &Live, owner: &Owner) -> Value {
         .map(|r| serde_json::to_value(r).expect("serializes"))
         .collect();
     references.push(serde_json::to_value(owner.owner_reference()).expect("serializes"));
-    json!({
+    let mut patch = json!({
         "metadata": {
             "resourceVersion": l.resource_version,
             "labels": managed_labels(&owner.name),
             "ownerReferences": references,
         },
-        "spec": merge_patch(&l.spec, &d.spec),
-    })
+    });
+    // A class compares with the API server's defaults filled in: patching from the raw form
+    // would null a defaulted immutable field (reclaimPolicy) that the policy leaves unset.
+    let spec_patch = if d.key.kind.fields_at_top_level() {
+        merge_patch(&d.key.kind.normalize(&l.spec), &d.normalized)
+    } else {
+        merge_patch(&l.spec, &d.spec)
+    };
+    crate::resources::place_spec(&mut patch, d.key.kind, spec_patch);
+    patch
 }
 
 fn release_patch(l: &Live, owner: &Owner) -> Value {

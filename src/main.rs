@@ -185,7 +185,7 @@ async fn plan(files: &[std::path::PathBuf], output: Output) -> anyhow::Result<bo
         .await
         .map_err(|e| anyhow::anyhow!("the API server would reject TenantPolicy {name}: {e}"))?;
     }
-    let (policies, namespaces, live) = plan::read_cluster(&client).await?;
+    let (policies, namespaces, live, classes) = plan::read_cluster(&client).await?;
     let no_labels = std::collections::BTreeMap::new();
     let namespaces: Vec<NamespaceInfo> = namespaces
         .iter()
@@ -199,6 +199,7 @@ async fn plan(files: &[std::path::PathBuf], output: Output) -> anyhow::Result<bo
         policies,
         namespaces,
         live,
+        classes,
     };
     let plans = plan::plan(&planned, &cluster).map_err(|e| anyhow::anyhow!(e))?;
     // ... and each object the planned policies would build.
@@ -214,7 +215,8 @@ async fn plan(files: &[std::path::PathBuf], output: Output) -> anyhow::Result<bo
             tenantry::select::Candidate::new(&name, &p.spec).map_err(|e| anyhow::anyhow!(e))?,
         )
         .collect();
-        let assignment = tenantry::select::assign(&all[0], &all, &cluster.namespaces);
+        let assignment =
+            tenantry::select::assign(&all[0], &all, &cluster.namespaces, &cluster.classes);
         let owner = tenantry::resources::Owner {
             name: name.clone(),
             uid: "00000000-0000-0000-0000-000000000000".into(),

@@ -17,7 +17,7 @@ use crate::validate;
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Change {
-    /// create, update, delete or release.
+    /// create, update, recreate (a StorageClass's immutable fields), delete or release.
     pub action: String,
     pub namespace: String,
     pub kind: String,
@@ -49,6 +49,8 @@ pub struct ClusterState<'a> {
     pub policies: Vec<TenantPolicy>,
     pub namespaces: Vec<NamespaceInfo<'a>>,
     pub live: Vec<Live>,
+    /// Names of the cluster's StorageClasses.
+    pub classes: BTreeSet<String>,
 }
 
 fn as_candidates(set: &[(String, TenantPolicy)]) -> Vec<Candidate<'_>> {
@@ -73,14 +75,21 @@ fn changes_of(actions: &[Action], live: &[Live], policy: &str) -> Vec<Change> {
             let key = a.key();
             let (action, diff, takes_over_from) = match a {
                 Action::Create { .. } => ("create", None, None),
-                Action::Apply { desired, .. } | Action::Replace { desired, .. } => {
+                Action::Apply { desired, .. }
+                | Action::Replace { desired, .. }
+                | Action::Recreate { desired, .. } => {
                     let current = LiveIndex::get(live, key);
                     let diff = current
                         .as_ref()
                         .map(|l| diff::merge_patch(&l.spec, &desired.spec));
                     let from = current
                         .and_then(|l| l.policy().filter(|p| *p != policy).map(str::to_owned));
-                    ("update", diff, from)
+                    let verb = if matches!(a, Action::Recreate { .. }) {
+                        "recreate"
+                    } else {
+                        "update"
+                    };
+                    (verb, diff, from)
                 }
                 Action::Delete { .. } => ("delete", None, None),
                 Action::Release { .. } => ("release", None, None),
@@ -147,7 +156,8 @@ pub fn plan(planned: &[TenantPolicy], cluster: &ClusterState) -> Result<Vec<Poli
             .expect("a candidate")
             .1;
         let owner = owner_of(policy, uid(me.name).as_deref());
-        let assignment = select::assign(me, &after_candidates, &cluster.namespaces);
+        let assignment =
+            select::assign(me, &after_candidates, &cluster.namespaces, &cluster.classes);
         let actions = diff::plan(
             &owner,
             &assignment.desired,
@@ -165,7 +175,12 @@ pub fn plan(planned: &[TenantPolicy], cluster: &ClusterState) -> Result<Vec<Poli
                 .iter()
                 .find(|c| c.name == me.name)
                 .map(|c| {
-                    let a = select::assign(c, &before_candidates, &cluster.namespaces);
+                    let a = select::assign(
+                        c,
+                        &before_candidates,
+                        &cluster.namespaces,
+                        &cluster.classes,
+                    );
                     changes_of(
                         &diff::plan(
                             &owner,
@@ -194,7 +209,13 @@ pub fn plan(planned: &[TenantPolicy], cluster: &ClusterState) -> Result<Vec<Poli
             shadowed: assignment
                 .shadowed
                 .iter()
-                .map(|s| format!("{}: {} won by {}", s.namespace, s.kind, s.winner))
+                .map(|s| format!("{}: {} won by {}", s.namespace, s.section, s.winner))
+                .chain(
+                    assignment
+                        .shadowed_classes
+                        .iter()
+                        .map(|c| format!("StorageClass {} owned by {}", c.name, c.winner)),
+                )
                 .collect(),
         });
     }
@@ -260,13 +281,15 @@ impl LiveIndex for Vec<Live> {
     }
 }
 
-/// Reads what the plan needs from the cluster: policies, namespace metadata, managed objects.
+/// Reads what the plan needs from the cluster: policies, namespace metadata, managed objects
+/// (StorageClasses among them) and the names of all StorageClasses.
 pub async fn read_cluster(
     client: &kube::Client,
 ) -> anyhow::Result<(
     Vec<TenantPolicy>,
     Vec<kube::api::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>,
     Vec<Live>,
+    BTreeSet<String>,
 )> {
     use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
     use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -294,5 +317,19 @@ pub async fn read_cluster(
     let mut live = managed::<LimitRange>(client).await?;
     live.extend(managed::<ResourceQuota>(client).await?);
     live.extend(managed::<PodDisruptionBudget>(client).await?);
-    Ok((policies, namespaces, live))
+    let classes = Api::<k8s_openapi::api::storage::v1::StorageClass>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    live.extend(
+        classes
+            .iter()
+            .map(crate::resources::live_of_class)
+            .filter(Live::is_tenantry_managed),
+    );
+    let names = classes
+        .iter()
+        .filter_map(|c| c.metadata.name.clone())
+        .collect();
+    Ok((policies, namespaces, live, names))
 }

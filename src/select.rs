@@ -9,7 +9,7 @@ use std::sync::Arc;
 use kube::core::{Selector, SelectorExt};
 
 use crate::api::{PROTECTED_NAMESPACES, TenantPolicySpec};
-use crate::resources::{Desired, Kind, ObjectKey};
+use crate::resources::{Desired, Kind, ObjectKey, Section, storage_class};
 
 /// What selection needs to know of a namespace: borrowed from the cache in the controller, so a
 /// reconcile does not copy every namespace's labels.
@@ -71,24 +71,47 @@ pub fn precedence(a: &Candidate, b: &Candidate) -> Ordering {
         .then_with(|| a.name.cmp(b.name))
 }
 
-/// The policy that wins `kind` in `ns`: the first by precedence among those that select it and
-/// set that kind.
+/// The policy that wins `section` in `ns`: the first by precedence among those that select it
+/// and set that section.
 pub fn winner<'c, 'a>(
-    kind: Kind,
+    section: Section,
     ns: &NamespaceInfo,
     candidates: &'c [Candidate<'a>],
 ) -> Option<&'c Candidate<'a>> {
     candidates
         .iter()
-        .filter(|c| kind.is_set_by(c.spec) && c.selects(ns))
+        .filter(|c| section.is_set_by(c.spec) && c.selects(ns))
         .min_by(|a, b| precedence(a, b))
 }
 
-/// A kind a policy sets in a namespace it selects but another policy wins.
+/// The policy that owns the StorageClass `name`: the first by precedence among those declaring it.
+pub fn class_owner<'c, 'a>(
+    name: &str,
+    candidates: &'c [Candidate<'a>],
+) -> Option<&'c Candidate<'a>> {
+    candidates
+        .iter()
+        .filter(|c| {
+            c.spec
+                .storage
+                .as_ref()
+                .is_some_and(|s| s.classes.iter().any(|t| t.name == name))
+        })
+        .min_by(|a, b| precedence(a, b))
+}
+
+/// A section a policy sets in a namespace it selects but another policy wins.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Shadowed {
     pub namespace: String,
-    pub kind: Kind,
+    pub section: Section,
+    pub winner: String,
+}
+
+/// A StorageClass a policy declares that a higher-precedence policy owns.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ShadowedClass {
+    pub name: String,
     pub winner: String,
 }
 
@@ -99,49 +122,54 @@ pub struct Assignment {
     pub selected: BTreeSet<String>,
     /// The objects it wins, as they should be.
     pub desired: Vec<Desired>,
-    /// Kinds it loses, per namespace.
+    /// Sections it loses, per namespace.
     pub shadowed: Vec<Shadowed>,
+    /// StorageClasses it declares that another policy owns.
+    pub shadowed_classes: Vec<ShadowedClass>,
     /// Objects the winners of those kinds want under the same names: ours may be adopted by them,
     /// so they are neither deleted nor released.
     pub handed_over: BTreeSet<ObjectKey>,
 }
 
-/// Computes the assignment of `policy` (which must be one of `candidates`).
+/// Computes the assignment of `policy` (which must be one of `candidates`); `cluster_classes`
+/// are the names of the StorageClasses in the cluster (the allow-list caps the others).
 pub fn assign(
     policy: &Candidate,
     candidates: &[Candidate],
     namespaces: &[NamespaceInfo],
+    cluster_classes: &BTreeSet<String>,
 ) -> Assignment {
     // Built and normalised once, shared by every namespace.
     type Built = Vec<(String, Arc<serde_json::Value>, Arc<serde_json::Value>, u64)>;
-    let built: Vec<(Kind, Built)> = Kind::ALL
+    let built: Vec<(Section, Built)> = Section::ALL
         .into_iter()
-        .filter(|k| k.is_set_by(policy.spec))
-        .map(|k| {
-            let specs = k
-                .build(policy.spec)
+        .filter(|s| s.is_set_by(policy.spec))
+        .map(|s| {
+            let specs = s
+                .build(policy.spec, cluster_classes)
                 .into_iter()
                 .map(|(name, spec)| {
-                    let normalized = Arc::new(k.normalize(&spec));
+                    let normalized = Arc::new(s.kind().normalize(&spec));
                     let fingerprint = crate::resources::spec_fingerprint(&normalized);
                     (name, Arc::new(spec), normalized, fingerprint)
                 })
                 .collect();
-            (k, specs)
+            (s, specs)
         })
         .collect();
     let mut assignment = Assignment::default();
     for ns in namespaces.iter().filter(|ns| policy.selects(ns)) {
         assignment.selected.insert(ns.name.to_string());
-        for (kind, specs) in &built {
-            let Some(winner) = winner(*kind, ns, candidates) else {
+        for (section, specs) in &built {
+            let Some(winner) = winner(*section, ns, candidates) else {
                 continue;
             };
+            let kind = section.kind();
             if winner.name == policy.name {
                 assignment.desired.extend(specs.iter().map(
                     |(name, spec, normalized, fingerprint)| Desired {
                         key: ObjectKey {
-                            kind: *kind,
+                            kind,
                             namespace: ns.name.to_string(),
                             name: name.clone(),
                         },
@@ -153,17 +181,36 @@ pub fn assign(
             } else {
                 assignment.shadowed.push(Shadowed {
                     namespace: ns.name.to_string(),
-                    kind: *kind,
+                    section: *section,
                     winner: winner.name.to_owned(),
                 });
-                for (name, _) in kind.build(winner.spec) {
+                for (name, _) in section.build(winner.spec, cluster_classes) {
                     assignment.handed_over.insert(ObjectKey {
-                        kind: *kind,
+                        kind,
                         namespace: ns.name.to_string(),
                         name,
                     });
                 }
             }
+        }
+    }
+    for template in policy.spec.storage.iter().flat_map(|s| &s.classes) {
+        let key = ObjectKey {
+            kind: Kind::StorageClass,
+            namespace: String::new(),
+            name: template.name.clone(),
+        };
+        match class_owner(&template.name, candidates) {
+            Some(owner) if owner.name != policy.name => {
+                assignment.shadowed_classes.push(ShadowedClass {
+                    name: template.name.clone(),
+                    winner: owner.name.to_owned(),
+                });
+                assignment.handed_over.insert(key);
+            }
+            _ => assignment
+                .desired
+                .push(Desired::of(key, storage_class::build(template))),
         }
     }
     assignment
@@ -256,23 +303,30 @@ mod tests {
         ];
         let a = ns("a", &[]);
         assert_eq!(
-            winner(Kind::LimitRange, &a, &candidates).unwrap().name,
+            winner(Section::LimitRanges, &a, &candidates).unwrap().name,
             "alpha-tie"
         );
         // Only `low` sets quotas, so it keeps them while losing LimitRanges.
         assert_eq!(
-            winner(Kind::ResourceQuota, &a, &candidates).unwrap().name,
+            winner(Section::ResourceQuotas, &a, &candidates)
+                .unwrap()
+                .name,
             "low"
         );
 
-        let low_assignment = assign(&candidates[0], &candidates, std::slice::from_ref(&a));
+        let low_assignment = assign(
+            &candidates[0],
+            &candidates,
+            std::slice::from_ref(&a),
+            &BTreeSet::new(),
+        );
         assert_eq!(low_assignment.desired.len(), 1);
         assert_eq!(low_assignment.desired[0].key.kind, Kind::ResourceQuota);
         assert_eq!(
             low_assignment.shadowed,
             vec![Shadowed {
                 namespace: "a".into(),
-                kind: Kind::LimitRange,
+                section: Section::LimitRanges,
                 winner: "alpha-tie".into()
             }]
         );
@@ -281,5 +335,47 @@ mod tests {
             namespace: "a".into(),
             name: "defaults".into()
         }));
+    }
+
+    #[test]
+    fn the_storage_section_competes_per_namespace_and_classes_by_name() {
+        let high = spec(json!({"priority": 5, "namespaces": ["a"], "storage": {
+            "classes": [{"name": "fast", "provisioner": "x"}], "allowedClasses": ["fast"]}}));
+        let low = spec(json!({"priority": 1, "namespaces": ["a", "b"], "storage": {
+            "classes": [{"name": "fast", "provisioner": "y"}, {"name": "slow", "provisioner": "y"}],
+            "allowedClasses": []}}));
+        let candidates = vec![
+            Candidate::new("high", &high).unwrap(),
+            Candidate::new("low", &low).unwrap(),
+        ];
+        let classes = BTreeSet::from(["fast".to_owned(), "slow".to_owned()]);
+        let namespaces = [ns("a", &[]), ns("b", &[])];
+        let low_assignment = assign(&candidates[1], &candidates, &namespaces, &classes);
+        let keys: Vec<String> = low_assignment
+            .desired
+            .iter()
+            .map(|d| d.key.to_string())
+            .collect();
+        assert_eq!(
+            keys,
+            vec!["b/ResourceQuota/tenantry-storage", "StorageClass/slow"],
+            "the storage quota where it wins the section, and the class only it declares"
+        );
+        assert_eq!(
+            low_assignment.shadowed_classes,
+            vec![ShadowedClass {
+                name: "fast".into(),
+                winner: "high".into()
+            }]
+        );
+        assert_eq!(low_assignment.shadowed[0].section, Section::Storage);
+        let high_assignment = assign(&candidates[0], &candidates, &namespaces, &classes);
+        let quota = &high_assignment.desired[0];
+        assert_eq!(
+            quota.spec["hard"],
+            json!({"slow.storageclass.storage.k8s.io/persistentvolumeclaims": "0",
+                   "slow.storageclass.storage.k8s.io/requests.storage": "0"})
+        );
+        assert_eq!(high_assignment.desired[1].key.name, "fast");
     }
 }

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{Failure, TenantPolicyStatus};
-use crate::select::Shadowed;
+use crate::api::{Failure, StorageClassState, TenantPolicyStatus};
+use crate::select::{Shadowed, ShadowedClass};
 
 /// At most this many failures are listed in status.
 pub const MAX_FAILURES: usize = 20;
@@ -28,6 +28,10 @@ pub struct Summary {
     /// Namespaces where something is still in progress (an object being deleted by someone else).
     pub waiting: BTreeSet<String>,
     pub shadowed: Vec<Shadowed>,
+    /// StorageClasses this policy declares that another policy owns.
+    pub shadowed_classes: Vec<ShadowedClass>,
+    /// State of each StorageClass this policy declares.
+    pub storage_classes: Vec<StorageClassState>,
     /// Set when the spec cannot be applied at all.
     pub invalid_spec: Option<String>,
 }
@@ -58,8 +62,12 @@ pub fn compute(
     let mut failures = summary.failures.clone();
     failures.sort();
     failures.dedup();
-    let failed_namespaces: BTreeSet<String> =
-        failures.iter().map(|f| f.namespace.clone()).collect();
+    // Cluster-scoped objects (StorageClasses) fail outside any namespace.
+    let failed_namespaces: BTreeSet<String> = failures
+        .iter()
+        .filter(|f| !f.namespace.is_empty())
+        .map(|f| f.namespace.clone())
+        .collect();
     let selected = summary.selected.len();
     let ready = summary
         .selected
@@ -96,12 +104,14 @@ pub fn compute(
         } else {
             String::new()
         };
+        let object = if first.namespace.is_empty() {
+            format!("{}/{}", first.kind, first.name)
+        } else {
+            format!("{}/{}/{}", first.namespace, first.kind, first.name)
+        };
         let message = format!(
-            "{in_policy}; {} failed: {}/{}/{}: {}{more}",
-            failed_namespaces.len(),
-            first.namespace,
-            first.kind,
-            first.name,
+            "{in_policy}; {} failed: {object}: {}{more}",
+            failures.len(),
             first.message
         );
         vec![
@@ -126,19 +136,28 @@ pub fn compute(
             condition(STALLED, false, "Progressing", &message, g),
         ]
     } else {
-        let (reason, message) = if shadowed_namespaces.is_empty() {
-            ("Reconciled", in_policy)
-        } else {
-            (
-                "Shadowed",
-                format!(
-                    "{in_policy}; {} kinds in {} namespaces won by higher-precedence policies: {}",
-                    summary.shadowed.len(),
-                    shadowed_namespaces.len(),
-                    winners.into_iter().collect::<Vec<_>>().join(", ")
-                ),
-            )
-        };
+        let mut message = in_policy;
+        if !shadowed_namespaces.is_empty() {
+            message.push_str(&format!(
+                "; {} kinds in {} namespaces won by higher-precedence policies: {}",
+                summary.shadowed.len(),
+                shadowed_namespaces.len(),
+                winners.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if !summary.shadowed_classes.is_empty() {
+            message.push_str(&format!(
+                "; StorageClasses owned by higher-precedence policies: {}",
+                summary
+                    .shadowed_classes
+                    .iter()
+                    .map(|c| format!("{} ({})", c.name, c.winner))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        let shadowed = !shadowed_namespaces.is_empty() || !summary.shadowed_classes.is_empty();
+        let reason = if shadowed { "Shadowed" } else { "Reconciled" };
         vec![
             condition(READY, true, reason, &message, g),
             condition(RECONCILING, false, reason, &message, g),
@@ -168,16 +187,57 @@ pub fn compute(
         failed_namespaces: failed_namespaces.len() as i32,
         shadowed_namespaces: shadowed_namespaces.len() as i32,
         failures,
-        storage_classes: previous
-            .map(|p| p.storage_classes.clone())
-            .unwrap_or_default(),
+        // A spec that cannot be applied touches nothing: the classes are as they were.
+        storage_classes: if summary.invalid_spec.is_some() {
+            previous
+                .map(|p| p.storage_classes.clone())
+                .unwrap_or_default()
+        } else {
+            summary.storage_classes.clone()
+        },
     }
+}
+
+/// The state of each declared StorageClass: Shadowed (another policy owns it), NotOwned (a class
+/// of that name exists without Tenantry's labels), Failed, Progressing (being recreated or
+/// waited for), or Ready.
+pub fn class_states(
+    declared: &[String],
+    shadowed: &[ShadowedClass],
+    failures: &[Failure],
+    pending: &BTreeSet<String>,
+) -> Vec<StorageClassState> {
+    declared
+        .iter()
+        .map(|name| {
+            let failure = failures
+                .iter()
+                .find(|f| f.namespace.is_empty() && f.kind == "StorageClass" && f.name == *name);
+            let state = if shadowed.iter().any(|s| s.name == *name) {
+                "Shadowed"
+            } else if let Some(f) = failure {
+                if f.reason == "NotOwned" {
+                    "NotOwned"
+                } else {
+                    "Failed"
+                }
+            } else if pending.contains(name) {
+                "Progressing"
+            } else {
+                "Ready"
+            };
+            StorageClassState {
+                name: name.clone(),
+                state: state.into(),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::Kind;
+    use crate::resources::Section;
 
     fn at(seconds: i64) -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(seconds).unwrap())
@@ -282,7 +342,7 @@ mod tests {
             selected: selected(&["a"]),
             shadowed: vec![Shadowed {
                 namespace: "a".into(),
-                kind: Kind::LimitRange,
+                section: Section::LimitRanges,
                 winner: "platform".into(),
             }],
             ..Default::default()

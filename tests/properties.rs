@@ -82,6 +82,58 @@ fn limit_item() -> impl Strategy<Value = Value> {
         })
 }
 
+const CLASSES: [&str; 4] = ["gold", "silver", "bronze", "standard"];
+
+/// The storage section: owned classes, an optional allow-list, per-class quotas.
+fn storage() -> impl Strategy<Value = Value> {
+    (
+        prop::collection::btree_map(
+            prop::sample::select(CLASSES.to_vec()),
+            (
+                prop::option::of(prop::sample::select(vec!["Delete", "Retain"])),
+                any::<bool>(),
+                prop::option::of(any::<bool>()),
+            ),
+            0..3,
+        ),
+        prop::option::of(prop::sample::subsequence(CLASSES.to_vec(), 0..4)),
+        prop::collection::btree_map(
+            prop::sample::select(CLASSES.to_vec()),
+            quantity_text(),
+            0..3,
+        ),
+    )
+        .prop_map(|(classes, allowed, quotas)| {
+            let classes: Vec<Value> = classes
+                .into_iter()
+                .map(|(name, (reclaim, params, expansion))| {
+                    let mut class = json!({"name": name, "provisioner": "example.com/p"});
+                    if let Some(r) = reclaim {
+                        class["reclaimPolicy"] = json!(r);
+                    }
+                    if params {
+                        class["parameters"] = json!({"type": name});
+                    }
+                    if let Some(e) = expansion {
+                        class["allowVolumeExpansion"] = json!(e);
+                    }
+                    class
+                })
+                .collect();
+            // Quotas only for allowed classes, as the CRD requires.
+            let quotas: BTreeMap<&str, Value> = quotas
+                .into_iter()
+                .filter(|(c, _)| allowed.as_ref().is_none_or(|a| a.contains(c)))
+                .map(|(c, q)| (c, json!({"requests.storage": q})))
+                .collect();
+            let mut storage = json!({"classes": classes, "quotas": quotas});
+            if let Some(allowed) = allowed {
+                storage["allowedClasses"] = json!(allowed);
+            }
+            storage
+        })
+}
+
 fn spec() -> impl Strategy<Value = TenantPolicySpec> {
     (
         prop::collection::vec(prop::collection::vec(limit_item(), 1..3), 0..3),
@@ -90,10 +142,12 @@ fn spec() -> impl Strategy<Value = TenantPolicySpec> {
         prop::collection::btree_set(0usize..6, 0..4),
         prop::option::of(prop::sample::select(vec!["a", "b"])),
         any::<i8>(),
+        storage(),
     )
-        .prop_map(|(ranges, quotas, budgets, named, team, priority)| {
+        .prop_map(|(ranges, quotas, budgets, named, team, priority, storage)| {
             serde_json::from_value(json!({
                 "priority": priority,
+                "storage": storage,
                 "namespaces": named.iter().map(|i| format!("ns-{i}")).collect::<Vec<_>>(),
                 "namespaceSelector": team.map(|t| json!({"matchLabels": {"team": t}})),
                 "limitRanges": ranges.into_iter().enumerate().map(|(i, limits)| json!({"name": format!("lr-{i}"), "limits": limits})).collect::<Vec<_>>(),
@@ -106,6 +160,11 @@ fn spec() -> impl Strategy<Value = TenantPolicySpec> {
             }))
             .expect("generated specs deserialize")
         })
+}
+
+/// The cluster's StorageClasses: some the policies declare, one they do not.
+fn cluster_classes() -> BTreeSet<String> {
+    ["gold", "standard", "other"].map(String::from).into()
 }
 
 fn namespaces() -> Vec<NamespaceInfo<'static>> {
@@ -148,10 +207,19 @@ fn as_stored(desired: &[tenantry::resources::Desired], owner: &Owner, choice: u8
             resource_version: "1".into(),
             labels: managed_labels(&owner.name),
             owner_references: vec![owner.owner_reference()],
-            spec: if d.key.kind == tenantry::resources::Kind::PodDisruptionBudget {
-                (*d.spec).clone()
-            } else {
-                respell_all(&d.spec, choice)
+            spec: match d.key.kind {
+                tenantry::resources::Kind::PodDisruptionBudget => (*d.spec).clone(),
+                // The API server fills in a class's defaults.
+                tenantry::resources::Kind::StorageClass => {
+                    let mut stored = (*d.spec).clone();
+                    stored["reclaimPolicy"] = stored
+                        .get("reclaimPolicy")
+                        .cloned()
+                        .unwrap_or(json!("Delete"));
+                    stored["volumeBindingMode"] = json!("Immediate");
+                    stored
+                }
+                _ => respell_all(&d.spec, choice),
             },
             foreign_manager: None,
             deleting: false,
@@ -168,7 +236,7 @@ proptest! {
         let me = Candidate::new("mine", &spec).unwrap();
         let them = Candidate::new("theirs", &other).unwrap();
         let candidates = vec![them, me.clone()];
-        let assignment = select::assign(&me, &candidates, &namespaces());
+        let assignment = select::assign(&me, &candidates, &namespaces(), &cluster_classes());
         let live = as_stored(&assignment.desired, &owner, choice);
         let plan = diff::plan(&owner, &assignment.desired, live.as_slice(), &assignment.handed_over, DeletionPolicy::Delete, &HashSet::new());
         prop_assert!(plan.actions.is_empty(), "{:?}", plan.actions);
@@ -182,14 +250,14 @@ proptest! {
         let owner = Owner { name: "mine".into(), uid: "uid-mine".into() };
         let me = Candidate::new("mine", &spec).unwrap();
         let candidates = vec![Candidate::new("theirs", &other).unwrap(), me.clone()];
-        let assignment = select::assign(&me, &candidates, &namespaces());
+        let assignment = select::assign(&me, &candidates, &namespaces(), &cluster_classes());
         // Live state built from an unrelated spec: ours, but possibly wrong everywhere.
         let old = Candidate::new("mine", &stale).unwrap();
-        let old_assignment = select::assign(&old, std::slice::from_ref(&old), &namespaces());
+        let old_assignment = select::assign(&old, std::slice::from_ref(&old), &namespaces(), &cluster_classes());
         let mut live = as_stored(&old_assignment.desired, &owner, choice);
         // And objects of another policy, which must never be deleted or released by this one.
         let foreign = Owner { name: "theirs".into(), uid: "uid-theirs".into() };
-        live.extend(as_stored(&select::assign(&candidates[0], &candidates, &namespaces()).desired, &foreign, choice));
+        live.extend(as_stored(&select::assign(&candidates[0], &candidates, &namespaces(), &cluster_classes()).desired, &foreign, choice));
         let policy = if retain { DeletionPolicy::Retain } else { DeletionPolicy::Delete };
         let plan = diff::plan(&owner, &assignment.desired, live.as_slice(), &assignment.handed_over, policy, &HashSet::new());
         let wanted: BTreeSet<_> = assignment.desired.iter().map(|d| d.key.clone()).collect();
@@ -199,7 +267,7 @@ proptest! {
                     prop_assert!(live.is_owned_by(&owner), "pruned {} of another policy", live.key);
                     prop_assert!(!wanted.contains(&live.key));
                 }
-                Action::Create { desired, .. } | Action::Apply { desired, .. } | Action::Replace { desired, .. } => {
+                Action::Create { desired, .. } | Action::Apply { desired, .. } | Action::Replace { desired, .. } | Action::Recreate { desired, .. } => {
                     prop_assert!(wanted.contains(&desired.key));
                 }
             }

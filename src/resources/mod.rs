@@ -4,13 +4,16 @@
 pub mod limit_range;
 pub mod pdb;
 pub mod resource_quota;
+pub mod storage_class;
+pub mod storage_quota;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use serde_json::{Value, json};
@@ -19,19 +22,21 @@ use crate::api::{
     FIELD_MANAGER, MANAGED_BY_LABEL, MANAGED_BY_VALUE, POLICY_LABEL, TenantPolicySpec,
 };
 
-/// A kind of namespaced object a policy governs.
+/// A kind of object a policy governs: three namespaced, and the cluster-scoped StorageClass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     LimitRange,
     ResourceQuota,
     PodDisruptionBudget,
+    StorageClass,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [
+    pub const ALL: [Kind; 4] = [
         Kind::LimitRange,
         Kind::ResourceQuota,
         Kind::PodDisruptionBudget,
+        Kind::StorageClass,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -39,6 +44,7 @@ impl Kind {
             Kind::LimitRange => "LimitRange",
             Kind::ResourceQuota => "ResourceQuota",
             Kind::PodDisruptionBudget => "PodDisruptionBudget",
+            Kind::StorageClass => "StorageClass",
         }
     }
 
@@ -46,46 +52,18 @@ impl Kind {
         match self {
             Kind::LimitRange | Kind::ResourceQuota => "v1",
             Kind::PodDisruptionBudget => "policy/v1",
+            Kind::StorageClass => "storage.k8s.io/v1",
         }
     }
 
-    /// The spec field of a TenantPolicy that declares this kind.
-    pub fn policy_field(self) -> &'static str {
-        match self {
-            Kind::LimitRange => "limitRanges",
-            Kind::ResourceQuota => "resourceQuotas",
-            Kind::PodDisruptionBudget => "podDisruptionBudgets",
-        }
+    pub fn is_namespaced(self) -> bool {
+        self != Kind::StorageClass
     }
 
-    /// Whether a policy sets this kind at all (and so competes for it where it selects).
-    pub fn is_set_by(self, spec: &TenantPolicySpec) -> bool {
-        match self {
-            Kind::LimitRange => !spec.limit_ranges.is_empty(),
-            Kind::ResourceQuota => !spec.resource_quotas.is_empty(),
-            Kind::PodDisruptionBudget => !spec.pod_disruption_budgets.is_empty(),
-        }
-    }
-
-    /// The specs this policy wants of this kind in each namespace it wins it, by object name.
-    pub fn build(self, spec: &TenantPolicySpec) -> Vec<(String, Value)> {
-        match self {
-            Kind::LimitRange => spec
-                .limit_ranges
-                .iter()
-                .map(|t| (t.name.clone(), limit_range::build(t)))
-                .collect(),
-            Kind::ResourceQuota => spec
-                .resource_quotas
-                .iter()
-                .map(|t| (t.name.clone(), resource_quota::build(t)))
-                .collect(),
-            Kind::PodDisruptionBudget => spec
-                .pod_disruption_budgets
-                .iter()
-                .map(|t| (t.name.clone(), pdb::build(t)))
-                .collect(),
-        }
+    /// Whether the object's declared fields sit at the top level (StorageClass) rather than
+    /// under `spec`.
+    pub fn fields_at_top_level(self) -> bool {
+        self == Kind::StorageClass
     }
 
     /// The spec in a spelling-independent form, for comparing desired with live.
@@ -94,7 +72,110 @@ impl Kind {
             Kind::LimitRange => limit_range::normalize(spec),
             Kind::ResourceQuota => resource_quota::normalize(spec),
             Kind::PodDisruptionBudget => spec.clone(),
+            Kind::StorageClass => storage_class::normalize(spec),
         }
+    }
+}
+
+/// The field of a TenantPolicy's spec an object comes from, for messages that name it.
+pub fn policy_field(key: &ObjectKey) -> &'static str {
+    match key.kind {
+        Kind::LimitRange => "limitRanges",
+        Kind::ResourceQuota if key.name == storage_quota::NAME => "storage",
+        Kind::ResourceQuota => "resourceQuotas",
+        Kind::PodDisruptionBudget => "podDisruptionBudgets",
+        Kind::StorageClass => "storage.classes",
+    }
+}
+
+/// A part of a policy that competes, per namespace, with the same part of other policies: the
+/// highest-precedence selecting policy that sets it wins it there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Section {
+    LimitRanges,
+    ResourceQuotas,
+    PodDisruptionBudgets,
+    /// The allow-list and per-class quotas (the owned StorageClasses compete by class name).
+    Storage,
+}
+
+impl Section {
+    pub const ALL: [Section; 4] = [
+        Section::LimitRanges,
+        Section::ResourceQuotas,
+        Section::PodDisruptionBudgets,
+        Section::Storage,
+    ];
+
+    /// The kind of the objects it builds.
+    pub fn kind(self) -> Kind {
+        match self {
+            Section::LimitRanges => Kind::LimitRange,
+            Section::ResourceQuotas | Section::Storage => Kind::ResourceQuota,
+            Section::PodDisruptionBudgets => Kind::PodDisruptionBudget,
+        }
+    }
+
+    /// The spec field it comes from.
+    pub fn field(self) -> &'static str {
+        match self {
+            Section::LimitRanges => "limitRanges",
+            Section::ResourceQuotas => "resourceQuotas",
+            Section::PodDisruptionBudgets => "podDisruptionBudgets",
+            Section::Storage => "storage",
+        }
+    }
+
+    /// Whether a policy sets this section at all (and so competes for it where it selects).
+    pub fn is_set_by(self, spec: &TenantPolicySpec) -> bool {
+        match self {
+            Section::LimitRanges => !spec.limit_ranges.is_empty(),
+            Section::ResourceQuotas => !spec.resource_quotas.is_empty(),
+            Section::PodDisruptionBudgets => !spec.pod_disruption_budgets.is_empty(),
+            Section::Storage => spec
+                .storage
+                .as_ref()
+                .is_some_and(|s| s.allowed_classes.is_some() || !s.quotas.is_empty()),
+        }
+    }
+
+    /// The specs this policy wants in each namespace it wins the section in, by object name.
+    /// `cluster_classes` are the names of the cluster's StorageClasses (for the allow-list).
+    pub fn build(
+        self,
+        spec: &TenantPolicySpec,
+        cluster_classes: &BTreeSet<String>,
+    ) -> Vec<(String, Value)> {
+        match self {
+            Section::LimitRanges => spec
+                .limit_ranges
+                .iter()
+                .map(|t| (t.name.clone(), limit_range::build(t)))
+                .collect(),
+            Section::ResourceQuotas => spec
+                .resource_quotas
+                .iter()
+                .map(|t| (t.name.clone(), resource_quota::build(t)))
+                .collect(),
+            Section::PodDisruptionBudgets => spec
+                .pod_disruption_budgets
+                .iter()
+                .map(|t| (t.name.clone(), pdb::build(t)))
+                .collect(),
+            Section::Storage => spec
+                .storage
+                .as_ref()
+                .and_then(|s| storage_quota::build(s, cluster_classes))
+                .map(|quota| (storage_quota::NAME.to_owned(), quota))
+                .into_iter()
+                .collect(),
+        }
+    }
+}
+
+impl fmt::Display for Section {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.field())
     }
 }
 
@@ -124,7 +205,11 @@ impl ObjectKey {
 
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}", self.namespace, self.kind, self.name)
+        if self.namespace.is_empty() {
+            write!(f, "{}/{}", self.kind, self.name)
+        } else {
+            write!(f, "{}/{}/{}", self.namespace, self.kind, self.name)
+        }
     }
 }
 
@@ -184,17 +269,32 @@ impl Desired {
 
     /// The whole object to send: Tenantry's labels and controller ownerReference, and the spec.
     pub fn to_object(&self, owner: &Owner) -> Value {
-        json!({
+        let mut object = json!({
             "apiVersion": self.key.kind.api_version(),
             "kind": self.key.kind.as_str(),
             "metadata": {
                 "name": self.key.name,
-                "namespace": self.key.namespace,
                 "labels": managed_labels(&owner.name),
                 "ownerReferences": [owner.owner_reference()],
             },
-            "spec": self.spec.as_ref(),
-        })
+        });
+        if self.key.kind.is_namespaced() {
+            object["metadata"]["namespace"] = json!(self.key.namespace);
+        }
+        place_spec(&mut object, self.key.kind, self.spec.as_ref().clone());
+        object
+    }
+}
+
+/// Puts `spec` where `kind` keeps it: under `spec`, or (StorageClass) at the top level.
+pub fn place_spec(object: &mut Value, kind: Kind, spec: Value) {
+    match (kind.fields_at_top_level(), spec) {
+        (true, Value::Object(fields)) => {
+            for (k, v) in fields {
+                object[k.as_str()] = v;
+            }
+        }
+        (_, spec) => object["spec"] = spec,
     }
 }
 
@@ -318,6 +418,29 @@ pub fn live_of<K: ManagedResource>(object: &K) -> Live {
         labels: meta.labels.clone().unwrap_or_default(),
         owner_references: meta.owner_references.clone().unwrap_or_default(),
         spec: object.spec_value(),
+        foreign_manager: meta
+            .managed_fields
+            .as_ref()
+            .and_then(|m| m.first())
+            .and_then(|e| e.manager.clone()),
+        deleting: meta.deletion_timestamp.is_some(),
+    }
+}
+
+/// The uniform view of a cached StorageClass (cluster-scoped, so not a [`ManagedResource`]).
+pub fn live_of_class(class: &StorageClass) -> Live {
+    let meta = &class.metadata;
+    Live {
+        key: ObjectKey {
+            kind: Kind::StorageClass,
+            namespace: String::new(),
+            name: meta.name.clone().unwrap_or_default(),
+        },
+        uid: meta.uid.clone().unwrap_or_default(),
+        resource_version: meta.resource_version.clone().unwrap_or_default(),
+        labels: meta.labels.clone().unwrap_or_default(),
+        owner_references: meta.owner_references.clone().unwrap_or_default(),
+        spec: storage_class::spec_of(class),
         foreign_manager: meta
             .managed_fields
             .as_ref()
