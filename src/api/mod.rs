@@ -199,6 +199,9 @@ pub struct LimitRangeItem {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.scopes) || !('BestEffort' in self.scopes) || self.hard.all(k, k == 'pods' || k == 'count/pods')")
     .message("a quota with the BestEffort scope can only track pods"))]
+#[x_kube(validation = Rule::new("self.name != 'tenantry-storage'")
+    .message("the name tenantry-storage is reserved for the quota of the storage section")
+    .field_path(".name"))]
 pub struct ResourceQuotaTemplate {
     /// Name of the ResourceQuota in each namespace (DNS-1123 subdomain).
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
@@ -280,34 +283,45 @@ pub enum UnhealthyPodEvictionPolicy {
 /// The storage section: owned StorageClasses, an allow-list and per-class caps.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.allowedClasses) || !has(self.quotas) || self.quotas.all(c, c in self.allowedClasses)")
+    .message("every class with a quota must be in allowedClasses (the others are capped at zero)")
+    .field_path(".quotas"))]
+#[x_kube(validation = Rule::new(format!("!has(self.quotas) || self.quotas.all(c, size(c) <= 253 && c.matches(r'{DNS_SUBDOMAIN}'))"))
+    .message("quotas are keyed by StorageClass name (a DNS-1123 subdomain)")
+    .field_path(".quotas"))]
 pub struct StorageSpec {
     /// Cluster-scoped StorageClasses this policy creates and keeps as declared.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub classes: Vec<StorageClassTemplate>,
-    /// When set, every other StorageClass in the cluster is capped at zero in selected namespaces.
+    /// When set, every other StorageClass in the cluster (also those created later) is capped at
+    /// zero in selected namespaces, by a ResourceQuota named tenantry-storage. A claim without a
+    /// class is judged by the default class; a claim with `storageClassName: ""` by none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64), inner(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN)))]
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub allowed_classes: Option<Vec<String>>,
-    /// Per-class caps in selected namespaces, keyed by class name.
+    /// Per-class caps in selected namespaces, keyed by class name (held in the same
+    /// tenantry-storage ResourceQuota). With allowedClasses set, only allowed classes may have one.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = 64))]
     pub quotas: BTreeMap<String, StorageClassQuota>,
 }
 
-/// Caps on one StorageClass in each selected namespace.
+/// Caps on one StorageClass in each selected namespace: `requests.storage` (total storage
+/// requested by claims of the class) and `persistentvolumeclaims` (number of claims of the class).
+// The fields carry no doc comment of their own, so the CRD generator recognises them as
+// quantities and gives them Kubernetes' quantity pattern (see crd.rs).
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[schemars(extend("minProperties" = 1))]
 pub struct StorageClassQuota {
-    /// Total storage requested by claims of this class.
     #[serde(
         rename = "requests.storage",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub requests_storage: Option<Quantity>,
-    /// Number of claims of this class.
     #[serde(
         rename = "persistentvolumeclaims",
         default,

@@ -281,6 +281,36 @@ fn malformed() -> Vec<(&'static str, Value, &'static str, &'static str)> {
             "unknown field",
         ),
         (
+            "per-class quota quantity",
+            json!({"storage": {"quotas": {"fast": {"requests.storage": "lots"}}}}),
+            "spec.storage.quotas.fast.requests.storage",
+            "should match",
+        ),
+        (
+            "empty per-class quota",
+            json!({"storage": {"quotas": {"fast": {}}}}),
+            "spec.storage.quotas.fast",
+            "at least 1",
+        ),
+        (
+            "per-class quota for a class outside the allow-list",
+            json!({"storage": {"allowedClasses": ["fast"], "quotas": {"slow": {"persistentvolumeclaims": "1"}}}}),
+            "spec.storage.quotas",
+            "must be in allowedClasses",
+        ),
+        (
+            "per-class quota keyed by an invalid class name",
+            json!({"storage": {"quotas": {"Fast_SSD": {"persistentvolumeclaims": "1"}}}}),
+            "spec.storage.quotas",
+            "keyed by StorageClass name",
+        ),
+        (
+            "quota named like the storage section's",
+            json!({"resourceQuotas": [{"name": "tenantry-storage", "hard": {"pods": "1"}}]}),
+            "spec.resourceQuotas[0].name",
+            "reserved",
+        ),
+        (
             "quota scope",
             json!({"resourceQuotas": [{"name": "q", "hard": {"pods": "1"}, "scopes": ["Sometimes"]}]}),
             "spec.resourceQuotas[0].scopes[0]",
