@@ -476,3 +476,39 @@ pub async fn wait_present<K: Namespaced>(client: &Client, ns: &str, name: &str) 
     })
     .await
 }
+
+/// A StorageClass a test creates itself (not Tenantry's), deleted when dropped. Classes are
+/// cluster-scoped, so each has a unique name and tests look only at their own.
+pub struct TestClass {
+    pub name: String,
+}
+
+impl TestClass {
+    pub fn create(prefix: &str, provisioner: &str) -> Self {
+        let name = unique_name(prefix);
+        let class = serde_json::json!({
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": name}, "provisioner": provisioner,
+        });
+        let out = kubectl_with_input(&["create", "-f", "-"], Some(&class.to_string()));
+        assert!(out.success, "creating StorageClass {name}: {}", out.stderr);
+        Self { name }
+    }
+
+    /// Adopts a class made otherwise (one Tenantry released), so it is deleted at the end.
+    pub fn named(name: &str) -> Self {
+        Self { name: name.into() }
+    }
+}
+
+impl Drop for TestClass {
+    fn drop(&mut self) {
+        let _ = kubectl(&[
+            "delete",
+            "storageclass",
+            &self.name,
+            "--ignore-not-found",
+            "--wait=false",
+        ]);
+    }
+}

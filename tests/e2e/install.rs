@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::harness::{
-    Namespaced, Operator, TestNamespace, TestPolicy, client, eventually, kubectl, kubectl_ok,
-    repo_root, unique_name, wait_gone,
+    Namespaced, Operator, TestClass, TestNamespace, TestPolicy, client, eventually, kubectl,
+    kubectl_ok, repo_root, unique_name, wait_gone,
 };
 use crate::smoke::install_crd;
 
@@ -227,17 +228,23 @@ async fn the_controller_converges_under_its_service_account_and_uses_every_grant
         );
         assert!(out.success, "{kind}: {}", out.stderr);
     }
-    let spec = |namespaces: Vec<&str>| {
+    // A class of ours, and one of the same name as another existing class (get).
+    let class = unique_name("e2e-rbac-class");
+    let foreign = TestClass::create("e2e-rbac-foreign", "example.com/theirs");
+    let spec = |namespaces: Vec<&str>, reclaim: &str| {
         json!({"namespaces": namespaces,
             "limitRanges": [{"name": "defaults", "limits": [{"type": "Container", "default": {"cpu": "300m"}, "defaultRequest": {"cpu": "200m"}}]}],
             "resourceQuotas": [{"name": "compute", "hard": {"pods": "20"}}],
-            "podDisruptionBudgets": [{"name": "web", "selector": {"matchLabels": {"app": "web"}}, "minAvailable": 1}]})
+            "podDisruptionBudgets": [{"name": "web", "selector": {"matchLabels": {"app": "web"}}, "minAvailable": 1}],
+            "storage": {"classes": [
+                {"name": class, "provisioner": "example.com/rbac", "reclaimPolicy": reclaim},
+                {"name": foreign.name, "provisioner": "example.com/rbac"}]}})
     };
     let policy = TestPolicy::create(
         &client,
         &operator,
         "rbac",
-        spec(vec![&ours.name, &theirs.name]),
+        spec(vec![&ours.name, &theirs.name], "Delete"),
     )
     .await;
     policy.wait_condition(&client, "Stalled", "True").await; // the three NotOwned objects
@@ -263,8 +270,45 @@ async fn the_controller_converges_under_its_service_account_and_uses_every_grant
     })
     .await;
 
+    // The class: drift reverted (patch), an immutable change recreates it (delete, create).
+    let classes: Api<StorageClass> = Api::all(client.clone());
+    let class_where = |what: &'static str, check: fn(&StorageClass) -> bool| {
+        let classes = classes.clone();
+        let class = class.clone();
+        async move {
+            eventually(what, || {
+                let classes = classes.clone();
+                let class = class.clone();
+                async move { classes.get_opt(&class).await.unwrap().filter(check) }
+            })
+            .await
+        }
+    };
+    class_where("the class created", |c| {
+        c.labels().contains_key("tenantry.io/policy")
+    })
+    .await;
+    classes
+        .patch(
+            &class,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"allowVolumeExpansion": true})),
+        )
+        .await
+        .unwrap();
+    class_where("the class reverted", |c| c.allow_volume_expansion.is_none()).await;
+    policy
+        .set_spec(&client, spec(vec![&ours.name, &theirs.name], "Retain"))
+        .await;
+    class_where("the class recreated", |c| {
+        c.reclaim_policy.as_deref() == Some("Retain")
+    })
+    .await;
+
     // Unselect: delete.
-    policy.set_spec(&client, spec(vec![&theirs.name])).await;
+    policy
+        .set_spec(&client, spec(vec![&theirs.name], "Retain"))
+        .await;
     wait_gone::<LimitRange>(&client, ns, "defaults").await;
     drop(policy); // the finalizer is removed (patch)
 

@@ -7,4 +7,5 @@ mod install;
 mod plan;
 mod security;
 mod smoke;
+mod storage;
 mod validation;

@@ -9,10 +9,11 @@ use kube::{Client, ResourceExt};
 use serde_json::json;
 
 use crate::harness::{
-    Operator, TestNamespace, TestPolicy, client, eventually, kubectl, kubectl_ok,
+    Operator, TestClass, TestNamespace, TestPolicy, client, eventually, kubectl, kubectl_ok,
     kubectl_with_input, repo_root, unique_name, wait_gone,
 };
 use crate::smoke::install_crd;
+use crate::storage::wait_storage_caps;
 
 /// (user, attempt, kubectl arguments, stdin, the refusal expected in stderr)
 type Attempt<'a> = (&'a str, &'a str, Vec<&'a str>, Option<&'a str>, String);
@@ -89,14 +90,28 @@ async fn tenants_cannot_change_governed_objects_but_cluster_machinery_and_admins
         n,
     ]);
 
+    // A class the namespace may not use (the allow-list is empty).
+    let disallowed = TestClass::create("e2e-sec-class", "example.com/e2e");
     let policy = TestPolicy::create(&client, &operator, "secure", json!({
         "namespaces": [n],
         "limitRanges": [{"name": "defaults", "limits": [{"type": "Container", "default": {"cpu": "300m"}, "defaultRequest": {"cpu": "200m"}}]}],
         "resourceQuotas": [{"name": "compute", "hard": {"pods": "10"}}],
         "podDisruptionBudgets": [{"name": "web", "selector": {"matchLabels": {"app": "web"}}, "minAvailable": 1}],
+        "storage": {"allowedClasses": []},
     }))
     .await;
     policy.wait_ready(&client).await;
+    let class_cap = format!(
+        "{}.storageclass.storage.k8s.io/persistentvolumeclaims",
+        disallowed.name
+    );
+    wait_storage_caps(&client, n, &[(class_cap.clone(), "0")]).await;
+    ns.wait_for_default_service_account(&client).await;
+    let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data"},
+        "spec": {"storageClassName": disallowed.name, "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}}}})
+    .to_string();
     let before = resource_versions(&client, n).await;
     let governed = |kind: &str, name: &str| {
         format!(
@@ -131,6 +146,23 @@ async fn tenants_cannot_change_governed_objects_but_cluster_machinery_and_admins
             ],
             None,
             rbac.into(),
+        ),
+        (
+            &admin_user,
+            "delete the storage quota",
+            vec!["delete", "resourcequota", "tenantry-storage"],
+            None,
+            rbac.into(),
+        ),
+        (
+            &admin_user,
+            "create a PVC of a disallowed class",
+            vec!["create", "-f", "-"],
+            Some(claim.as_str()),
+            format!(
+                "StorageClass {} may not be used in namespace {n}: TenantPolicy {} caps it at zero claims",
+                disallowed.name, policy.name
+            ),
         ),
         (
             &admin_user,
@@ -213,6 +245,13 @@ async fn tenants_cannot_change_governed_objects_but_cluster_machinery_and_admins
             ],
             None,
             governed("ResourceQuota", "compute"),
+        ),
+        (
+            &owner_user,
+            "delete the storage quota",
+            vec!["delete", "resourcequota", "tenantry-storage"],
+            None,
+            governed("ResourceQuota", "tenantry-storage"),
         ),
         (
             &owner_user,
@@ -373,7 +412,11 @@ async fn the_tenantry_service_account_cannot_touch_what_it_does_not_manage() {
         ("impersonate", "users", "", false),
         ("create", "serviceaccounts/token", "tenantry-system", false),
         ("update", "leases.coordination.k8s.io", "kube-system", false),
-        ("create", "storageclasses.storage.k8s.io", "", false),
+        // StorageClasses are governed too (storage.classes).
+        ("create", "storageclasses.storage.k8s.io", "", true),
+        ("update", "storageclasses.storage.k8s.io", "", false),
+        ("create", "persistentvolumeclaims", "default", false),
+        ("delete", "persistentvolumes", "", false),
     ];
     let mut matrix = Vec::new();
     let mut wrong = Vec::new();
