@@ -36,6 +36,12 @@ metadata: {name: trino, labels: {tenantry.io/governed: "true", tenantry.io/workl
 apiVersion: v1
 kind: Namespace
 metadata: {name: testing, labels: {team: a}}
+---
+# A class from before, which governed namespaces should no longer use.
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: legacy-nfs}
+provisioner: example.com/nfs
 YAML
 for ns in mia online trino testing; do
   until kubectl get serviceaccount default -n "$ns" >/dev/null 2>&1; do sleep 0.2; done
@@ -132,8 +138,21 @@ kubectl create rolebinding trino-admin --clusterrole=admin --user=trino-admin -n
 echo "\$ kubectl delete pdb trino-worker -n trino --as=trino-admin"
 kubectl delete pdb trino-worker -n trino --as=trino-admin 2>&1 | sed 's/^/  /' || true
 
+step "storage: the owned classes, and claims in mia judged by the allow-list"
+kubectl get storageclass -L tenantry.io/policy
+claim() { # <name> <class>
+  printf '{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"%s","namespace":"mia"},"spec":{"storageClassName":"%s","accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"10Gi"}}}}' "$1" "$2"
+}
+until kubectl get resourcequota tenantry-storage -n mia -o jsonpath='{.status.hard}' | grep -q legacy-nfs; do sleep 0.2; done
+echo "\$ kubectl create pvc of class legacy-nfs in mia --as=mia-admin"
+kubectl create rolebinding mia-admin --clusterrole=admin --user=mia-admin -n mia --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+claim old-data legacy-nfs | kubectl create --as=mia-admin -f - 2>&1 | sed 's/^/  /' || true
+echo "\$ kubectl create pvc of class fast-ssd in mia --as=mia-admin"
+claim data fast-ssd | kubectl apply --as=mia-admin -f - 2>&1 | sed 's/^/  /'
+kubectl describe resourcequota tenantry-storage -n mia | sed 's/^/  /'
+
 step "managed objects per namespace"
-kubectl get limitrange,resourcequota,poddisruptionbudget -A -l app.kubernetes.io/managed-by=tenantry \
+kubectl get limitrange,resourcequota,poddisruptionbudget,storageclass -A -l app.kubernetes.io/managed-by=tenantry \
   -o custom-columns='NAMESPACE:.metadata.namespace,KIND:.kind,NAME:.metadata.name,POLICY:.metadata.labels.tenantry\.io/policy'
 
 step "kubectl get tenantpolicies -o wide"
