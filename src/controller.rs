@@ -976,6 +976,15 @@ fn managed_fingerprint<K: ManagedResource>(object: &K, prints: &SpecPrints) -> u
             .expect("not poisoned")
             .insert(uid.clone(), (rv.clone(), spec_print));
     }
+    worth_a_reconcile(spec_print, meta)
+}
+
+/// What, of a managed object, makes its change worth a reconcile: its spec (as a fingerprint),
+/// labels, owners, and whether it is being deleted.
+fn worth_a_reconcile(
+    spec_print: u64,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> u64 {
     let owners: Vec<&str> = meta
         .owner_references
         .iter()
@@ -1025,7 +1034,7 @@ fn managed_watch<K: ManagedResource>(
 fn class_watch(
     client: &Client,
     listed: impl FnMut() + Send + 'static,
-    all: &mpsc::UnboundedSender<()>,
+    all: mpsc::UnboundedSender<()>,
 ) -> (
     Store<StorageClass>,
     impl Future<Output = ()> + Send + 'static,
@@ -1038,37 +1047,33 @@ fn class_watch(
     .default_backoff()
     .modify(|c: &mut StorageClass| crate::resources::strip_metadata(&mut c.metadata))
     .reflect(writer);
-    let all = all.clone();
     let stream = changes(
         events,
         |c: &StorageClass| {
-            let owners: Vec<&str> = c
-                .metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .map(|r| r.uid.as_str())
-                .collect();
-            fingerprint((
-                crate::resources::storage_class::spec_of(c).to_string(),
-                &c.metadata.labels,
-                owners,
-                c.metadata.deletion_timestamp.is_some(),
-            ))
+            let spec = crate::resources::storage_class::spec_of(c).to_string();
+            worth_a_reconcile(fingerprint(spec), &c.metadata)
         },
         listed,
         |_| {},
-    )
-    .for_each(move |change| {
+    );
+    (store, trigger_all(stream, all, "StorageClass"))
+}
+
+/// Drives a watch whose every change triggers all policies (namespaces, StorageClasses).
+fn trigger_all<K>(
+    changes: impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    all: mpsc::UnboundedSender<()>,
+    what: &'static str,
+) -> impl Future<Output = ()> + Send + 'static {
+    changes.for_each(move |change| {
         match change {
             Ok(_) => {
                 let _ = all.send(());
             }
-            Err(e) => warn!(error = %e, "StorageClass watch failed; retrying with backoff"),
+            Err(e) => warn!(error = %e, "{what} watch failed; retrying with backoff"),
         }
         future::ready(())
-    });
-    (store, stream)
+    })
 }
 
 fn policy_of<K: Resource>(object: K) -> Option<ObjectRef<Guarded>> {
@@ -1128,7 +1133,6 @@ pub async fn run(
         ns.metadata.annotations = None;
     })
     .reflect(ns_writer);
-    let ns_tx = all_tx.clone();
     let ns_stream = changes(
         ns_events,
         |ns: &PartialObjectMeta<Namespace>| {
@@ -1139,16 +1143,8 @@ pub async fn run(
         },
         on_listed(&synced, &all_tx),
         |_| {},
-    )
-    .for_each(move |change| {
-        match change {
-            Ok(_) => {
-                let _ = ns_tx.send(());
-            }
-            Err(e) => warn!(error = %e, "namespace watch failed; retrying with backoff"),
-        }
-        future::ready(())
-    });
+    );
+    let ns_stream = trigger_all(ns_stream, all_tx.clone(), "namespace");
 
     let (limit_ranges, lr_stream) =
         managed_watch::<LimitRange>(&client, on_listed(&synced, &all_tx), &spec_prints);
@@ -1156,7 +1152,8 @@ pub async fn run(
         managed_watch::<ResourceQuota>(&client, on_listed(&synced, &all_tx), &spec_prints);
     let (pdbs, pdb_stream) =
         managed_watch::<PodDisruptionBudget>(&client, on_listed(&synced, &all_tx), &spec_prints);
-    let (storage_classes, sc_stream) = class_watch(&client, on_listed(&synced, &all_tx), &all_tx);
+    let (storage_classes, sc_stream) =
+        class_watch(&client, on_listed(&synced, &all_tx), all_tx.clone());
     // StorageClasses are few; any change (a class created or deleted changes the allow-list
     // quotas, an owned class drifted) triggers every policy.
     tokio::spawn(sc_stream);

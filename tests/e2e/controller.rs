@@ -13,7 +13,7 @@ use tenantry::api::{MANAGED_BY_LABEL, POLICY_LABEL};
 
 use crate::harness::{
     Namespaced, Operator, TestNamespace, TestPolicy, client, event_notes, eventually, kubectl,
-    kubectl_ok, unique_name, wait_gone, wait_present,
+    kubectl_ok, ready_condition, unique_name, wait_event_notes, wait_gone, wait_present,
 };
 use crate::smoke::install_crd;
 
@@ -357,15 +357,7 @@ async fn drift_is_reverted_from_the_watch_with_warning_events() {
     })
     .await;
 
-    let notes = eventually("two DriftCorrected Events", || {
-        let client = client.clone();
-        let name = policy.name.clone();
-        async move {
-            let notes = event_notes(&client, &name, "DriftCorrected").await;
-            (notes.len() >= 2).then_some(notes)
-        }
-    })
-    .await;
+    let notes = wait_event_notes(&client, &policy.name, "DriftCorrected", |n| n.len() >= 2).await;
     assert!(
         notes
             .iter()
@@ -427,11 +419,7 @@ async fn an_existing_object_we_do_not_own_is_untouched_and_reported() {
         ),
         (ns.name.as_str(), "LimitRange", "defaults", "NotOwned")
     );
-    let ready = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
+    let ready = ready_condition(&status);
     assert_eq!(
         (ready.status.as_str(), ready.reason.as_str()),
         ("False", "NotOwned")
@@ -442,15 +430,7 @@ async fn an_existing_object_we_do_not_own_is_untouched_and_reported() {
     let after = ranges.get("defaults").await.unwrap();
     assert_eq!(after.resource_version(), theirs.resource_version());
     assert!(!after.labels().contains_key(MANAGED_BY_LABEL));
-    let notes = eventually("a NotOwned Event", || {
-        let client = client.clone();
-        let name = policy.name.clone();
-        async move {
-            let notes = event_notes(&client, &name, "NotOwned").await;
-            (!notes.is_empty()).then_some(notes)
-        }
-    })
-    .await;
+    let notes = wait_event_notes(&client, &policy.name, "NotOwned", |n| !n.is_empty()).await;
     assert!(
         notes[0].contains(&format!("{}/LimitRange/defaults", ns.name)),
         "{notes:?}"
@@ -539,11 +519,7 @@ async fn overlapping_policies_split_each_kind_by_priority_then_name_without_flap
     for (loser, winner) in [(&low, &high), (&tie_b, &tie_a)] {
         let status = loser.wait_ready(&client).await;
         assert_eq!(status.shadowed_namespaces, 1);
-        let ready = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .unwrap();
+        let ready = ready_condition(&status);
         assert_eq!(ready.reason, "Shadowed");
         assert!(ready.message.contains(&winner.name), "{}", ready.message);
     }

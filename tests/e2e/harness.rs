@@ -422,6 +422,32 @@ impl Drop for TestPolicy {
     }
 }
 
+/// The policy's Ready condition (status always carries one).
+pub fn ready_condition(
+    status: &tenantry::api::TenantPolicyStatus,
+) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .expect("a Ready condition")
+}
+
+/// Waits until the Events about a policy with this reason satisfy `enough`; returns their notes.
+pub async fn wait_event_notes(
+    client: &Client,
+    policy: &str,
+    reason: &str,
+    enough: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let enough = &enough;
+    eventually(&format!("{reason} Events about {policy}"), || async move {
+        let notes = event_notes(client, policy, reason).await;
+        enough(&notes).then_some(notes)
+    })
+    .await
+}
+
 /// Notes of the Events recorded about a policy with this reason.
 pub async fn event_notes(client: &Client, policy: &str, reason: &str) -> Vec<String> {
     let events: Api<k8s_openapi::api::events::v1::Event> =

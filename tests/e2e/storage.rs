@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use tenantry::api::{MANAGED_BY_LABEL, POLICY_LABEL, StorageClassState};
 
 use crate::harness::{
-    Operator, TestClass, TestNamespace, TestPolicy, client, event_notes, eventually, unique_name,
-    wait_gone, wait_present,
+    Operator, TestClass, TestNamespace, TestPolicy, client, eventually, ready_condition,
+    unique_name, wait_event_notes, wait_gone, wait_present,
 };
 use crate::smoke::install_crd;
 
@@ -238,15 +238,7 @@ async fn an_owned_class_is_created_updated_in_place_recreated_on_immutable_chang
     .await;
     assert_ne!(recreated.uid().unwrap(), uid, "a new object");
     assert_eq!(recreated.allow_volume_expansion, Some(true));
-    let notes = eventually("a Recreated Event", || {
-        let client = client.clone();
-        let policy = policy.name.clone();
-        async move {
-            let notes = event_notes(&client, &policy, "Recreated").await;
-            (!notes.is_empty()).then_some(notes)
-        }
-    })
-    .await;
+    let notes = wait_event_notes(&client, &policy.name, "Recreated", |n| !n.is_empty()).await;
     assert!(
         notes[0].contains(&name) && notes[0].contains("reclaimPolicy"),
         "{notes:?}"
@@ -283,26 +275,13 @@ async fn an_existing_class_that_is_not_ours_is_left_untouched_and_reported() {
         "{:?}",
         status.failures
     );
-    let ready = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
+    let ready = ready_condition(&status);
     assert_eq!(
         (ready.status.as_str(), ready.reason.as_str()),
         ("False", "NotOwned")
     );
-    eventually("a NotOwned Event", || {
-        let client = client.clone();
-        let policy = policy.name.clone();
-        let class = theirs.name.clone();
-        async move {
-            event_notes(&client, &policy, "NotOwned")
-                .await
-                .iter()
-                .any(|n| n.contains(&class))
-                .then_some(())
-        }
+    wait_event_notes(&client, &policy.name, "NotOwned", |notes| {
+        notes.iter().any(|n| n.contains(&theirs.name))
     })
     .await;
     let after = classes(&client).get(&theirs.name).await.unwrap();
@@ -355,19 +334,10 @@ async fn two_policies_declaring_one_class_the_higher_priority_owns_it() {
     .await;
     wait_class_state(&client, &high, &name, "Ready").await;
     let status = wait_class_state(&client, &low, &name, "Shadowed").await;
-    let ready = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
+    let ready = ready_condition(&status);
     assert_eq!(ready.reason, "Shadowed");
     assert!(ready.message.contains(&high.name), "{}", ready.message);
-    eventually("a ClassShadowed Event on the loser", || {
-        let client = client.clone();
-        let low = low.name.clone();
-        async move { (!event_notes(&client, &low, "ClassShadowed").await.is_empty()).then_some(()) }
-    })
-    .await;
+    wait_event_notes(&client, &low.name, "ClassShadowed", |n| !n.is_empty()).await;
     let owners = classes(&client)
         .get(&name)
         .await
