@@ -294,15 +294,19 @@ fn replace_patch(d: &Desired, l: &Live, owner: &Owner) -> Value {
             "ownerReferences": references,
         },
     });
-    // A class compares with the API server's defaults filled in: patching from the raw form
-    // would null a defaulted immutable field (reclaimPolicy) that the policy leaves unset.
-    let spec_patch = if d.key.kind.fields_at_top_level() {
-        merge_patch(&d.key.kind.normalize(&l.spec), &d.normalized)
-    } else {
-        merge_patch(&l.spec, &d.spec)
-    };
-    crate::resources::place_spec(&mut patch, d.key.kind, spec_patch);
+    crate::resources::place_spec(&mut patch, d.key.kind, spec_patch(d, &l.spec));
     patch
+}
+
+/// The merge patch from a live spec to the desired one. A class is compared with the API
+/// server's defaults filled in: patching from its raw form would null a defaulted immutable
+/// field (reclaimPolicy) that the policy leaves unset.
+pub fn spec_patch(d: &Desired, live_spec: &Value) -> Value {
+    if d.key.kind.fields_at_top_level() {
+        merge_patch(&d.key.kind.normalize(live_spec), &d.normalized)
+    } else {
+        merge_patch(live_spec, &d.spec)
+    }
 }
 
 fn release_patch(l: &Live, owner: &Owner) -> Value {

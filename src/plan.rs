@@ -79,9 +79,7 @@ fn changes_of(actions: &[Action], live: &[Live], policy: &str) -> Vec<Change> {
                 | Action::Replace { desired, .. }
                 | Action::Recreate { desired, .. } => {
                     let current = LiveIndex::get(live, key);
-                    let diff = current
-                        .as_ref()
-                        .map(|l| diff::merge_patch(&l.spec, &desired.spec));
+                    let diff = current.as_ref().map(|l| diff::spec_patch(desired, &l.spec));
                     let from = current
                         .and_then(|l| l.policy().filter(|p| *p != policy).map(str::to_owned));
                     let verb = if matches!(a, Action::Recreate { .. }) {
@@ -332,4 +330,80 @@ pub async fn read_cluster(
         .filter_map(|c| c.metadata.name.clone())
         .collect();
     Ok((policies, namespaces, live, names))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::{Kind, managed_labels};
+    use serde_json::json;
+
+    fn policy(name: &str, uid: &str, spec: Value) -> TenantPolicy {
+        serde_json::from_value(json!({
+            "apiVersion": "tenantry.io/v1alpha1", "kind": "TenantPolicy",
+            "metadata": {"name": name, "uid": uid}, "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_immutable_class_change_is_planned_as_a_recreation_and_new_classes_are_capped() {
+        let live_policy = policy(
+            "storage",
+            "uid-1",
+            json!({"storage": {"classes": [{"name": "fast", "provisioner": "x"}]}}),
+        );
+        let owner = Owner {
+            name: "storage".into(),
+            uid: "uid-1".into(),
+        };
+        let class = Live {
+            key: ObjectKey {
+                kind: Kind::StorageClass,
+                namespace: String::new(),
+                name: "fast".into(),
+            },
+            uid: "class-uid".into(),
+            resource_version: "1".into(),
+            labels: managed_labels("storage"),
+            owner_references: vec![owner.owner_reference()],
+            spec: json!({"provisioner": "x", "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"}),
+            foreign_manager: None,
+            deleting: false,
+        };
+        let cluster = ClusterState {
+            policies: vec![live_policy],
+            namespaces: vec![NamespaceInfo {
+                name: "team".into(),
+                labels: std::borrow::Cow::Owned(BTreeMap::new()),
+                terminating: false,
+            }],
+            live: vec![class],
+            classes: BTreeSet::from(["fast".to_owned(), "legacy".to_owned()]),
+        };
+        let planned = policy(
+            "storage",
+            "",
+            json!({"namespaces": ["team"], "storage": {
+                "classes": [{"name": "fast", "provisioner": "x", "reclaimPolicy": "Retain"}],
+                "allowedClasses": ["fast"]}}),
+        );
+        let plans = plan(&[planned], &cluster).unwrap();
+        let changes: Vec<(&str, &str, &str)> = plans[0]
+            .changes
+            .iter()
+            .map(|c| (c.action.as_str(), c.kind.as_str(), c.name.as_str()))
+            .collect();
+        assert_eq!(
+            changes,
+            vec![
+                ("recreate", "StorageClass", "fast"),
+                ("create", "ResourceQuota", "tenantry-storage"),
+            ]
+        );
+        assert_eq!(
+            plans[0].changes[0].diff,
+            Some(json!({"reclaimPolicy": "Retain"}))
+        );
+    }
 }
