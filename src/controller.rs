@@ -21,16 +21,17 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::api::{DeletionPolicy, POLICY_LABEL, TenantPolicy};
+use crate::api::{DeletionPolicy, TenantPolicy};
 
 /// A policy as watched: one that does not deserialize (stored under an older schema, say) is
 /// reported on its own instead of breaking the watch of all of them.
 pub type Guarded = kube::core::DeserializeGuard<TenantPolicy>;
 use crate::apply::{Applier, NOT_OWNED_RECHECK, NotOwned, Outcome};
+use crate::cache::{self, Cached};
 use crate::diff::{self, Action, LiveIndex};
 use crate::leader::Leadership;
 use crate::metrics::{ErrorLabels, KindLabels, Metrics};
-use crate::resources::{Kind, Live, ManagedResource, ObjectKey, Owner, live_of};
+use crate::resources::{Kind, Live, ManagedResource, ObjectKey, Owner};
 use crate::select::{self, Candidate, NamespaceInfo};
 use crate::status::{self, Summary};
 use crate::validate;
@@ -83,14 +84,10 @@ pub struct Settings {
 pub struct Stores {
     pub policies: Store<Guarded>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
-    pub limit_ranges: Store<LimitRange>,
-    pub quotas: Store<ResourceQuota>,
-    pub pdbs: Store<PodDisruptionBudget>,
-    /// Per managed object (by uid): the resourceVersion seen and its normalised spec fingerprint.
-    pub spec_prints: SpecPrints,
+    pub limit_ranges: Store<Cached<LimitRange>>,
+    pub quotas: Store<Cached<ResourceQuota>>,
+    pub pdbs: Store<Cached<PodDisruptionBudget>>,
 }
-
-pub type SpecPrints = Arc<std::sync::RwLock<HashMap<String, (String, u64)>>>;
 
 /// Whether every watch has finished its first list. Tracked here rather than with
 /// `Store::wait_until_ready`, whose one-shot channel wakes only the last of several waiters.
@@ -147,10 +144,10 @@ fn on_listed(
 /// The caches as the diff sees them: lookups by key, no copy of the whole cache.
 impl LiveIndex for Stores {
     fn get(&self, key: &ObjectKey) -> Option<Live> {
-        fn lookup<K: ManagedResource>(store: &Store<K>, key: &ObjectKey) -> Option<Live> {
+        fn lookup<K: ManagedResource>(store: &Store<Cached<K>>, key: &ObjectKey) -> Option<Live> {
             store
                 .get(&ObjectRef::new(&key.name).within(&key.namespace))
-                .map(|o| live_of(o.as_ref()))
+                .map(|o| o.to_live())
         }
         match key.kind {
             Kind::LimitRange => lookup(&self.limit_ranges, key),
@@ -173,50 +170,18 @@ impl LiveIndex for Stores {
 
     fn converged(&self, key: &ObjectKey, owner: &Owner, fingerprint: u64) -> Option<bool> {
         fn check<K: ManagedResource>(
-            store: &Store<K>,
-            prints: &SpecPrints,
+            store: &Store<Cached<K>>,
             key: &ObjectKey,
             owner: &Owner,
             fingerprint: u64,
         ) -> Option<bool> {
             let object = store.get(&ObjectRef::new(&key.name).within(&key.namespace))?;
-            let meta = object.meta();
-            let (rv, print) = prints
-                .read()
-                .expect("not poisoned")
-                .get(meta.uid.as_deref()?)?
-                .clone();
-            if Some(&rv) != meta.resource_version.as_ref() {
-                return None; // the print is of another version: compare in full
-            }
-            let labels = meta.labels.as_ref()?;
-            let references = meta.owner_references.as_deref().unwrap_or_default();
-            let controllers: Vec<&str> = references
-                .iter()
-                .filter(|r| r.controller == Some(true))
-                .map(|r| r.uid.as_str())
-                .collect();
-            Some(
-                print == fingerprint
-                    && meta.deletion_timestamp.is_none()
-                    && crate::resources::managed_labels(&owner.name)
-                        .iter()
-                        .all(|(k, v)| labels.get(k) == Some(v))
-                    && controllers == [owner.uid.as_str()],
-            )
+            Some(object.converged(owner, fingerprint))
         }
         match key.kind {
-            Kind::LimitRange => check(
-                &self.limit_ranges,
-                &self.spec_prints,
-                key,
-                owner,
-                fingerprint,
-            ),
-            Kind::ResourceQuota => check(&self.quotas, &self.spec_prints, key, owner, fingerprint),
-            Kind::PodDisruptionBudget => {
-                check(&self.pdbs, &self.spec_prints, key, owner, fingerprint)
-            }
+            Kind::LimitRange => check(&self.limit_ranges, key, owner, fingerprint),
+            Kind::ResourceQuota => check(&self.quotas, key, owner, fingerprint),
+            Kind::PodDisruptionBudget => check(&self.pdbs, key, owner, fingerprint),
         }
     }
 }
@@ -239,30 +204,14 @@ impl Stores {
 }
 
 fn labelled_keys<K: ManagedResource>(
-    store: &Store<K>,
+    store: &Store<Cached<K>>,
     policy: &str,
     keep: &dyn Fn(Kind, &str, &str) -> bool,
     out: &mut Vec<ObjectKey>,
 ) {
     for object in store.state() {
-        let meta = object.meta();
-        let (namespace, name) = (
-            meta.namespace.as_deref().unwrap_or_default(),
-            meta.name.as_deref().unwrap_or_default(),
-        );
-        if meta
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(POLICY_LABEL))
-            .map(String::as_str)
-            == Some(policy)
-            && keep(K::KIND, namespace, name)
-        {
-            out.push(ObjectKey {
-                kind: K::KIND,
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-            });
+        if object.policy() == Some(policy) && keep(K::KIND, &object.namespace, &object.name) {
+            out.push(object.key());
         }
     }
 }
@@ -857,67 +806,17 @@ fn changes<K: Resource + Clone + Send + 'static>(
     })
 }
 
-/// What makes a managed object's event worth a reconcile, recording on the way the normalised
-/// spec fingerprint that lets the diff recognise it as converged cheaply.
-fn managed_fingerprint<K: ManagedResource>(object: &K, prints: &SpecPrints) -> u64 {
-    let meta = object.meta();
-    let spec_print = crate::resources::spec_fingerprint(&K::KIND.normalize(&object.spec_value()));
-    if let (Some(uid), Some(rv)) = (&meta.uid, &meta.resource_version) {
-        prints
-            .write()
-            .expect("not poisoned")
-            .insert(uid.clone(), (rv.clone(), spec_print));
-    }
-    let owners: Vec<&str> = meta
-        .owner_references
-        .iter()
-        .flatten()
-        .map(|r| r.uid.as_str())
-        .collect();
-    fingerprint((
-        spec_print,
-        &meta.labels,
-        owners,
-        meta.deletion_timestamp.is_some(),
-    ))
-}
-
-/// A label-selected watch of one managed kind, cached, mapped to the policy named in its label.
-fn managed_watch<K: ManagedResource>(
-    client: &Client,
-    listed: impl FnMut() + Send + 'static,
-    prints: &SpecPrints,
-) -> (
-    Store<K>,
-    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-) {
-    let (store, writer) = reflector::store();
-    let events = watcher(
-        Api::<K>::all(client.clone()),
-        watcher::Config::default().labels(MANAGED_SELECTOR),
-    )
-    .default_backoff()
-    .modify(K::strip)
-    .reflect(writer);
-    let (record, forget) = (prints.clone(), prints.clone());
-    let stream = changes(
-        events,
-        move |o: &K| managed_fingerprint(o, &record),
-        listed,
-        move |o: &K| {
-            if let Some(uid) = &o.meta().uid {
-                forget.write().expect("not poisoned").remove(uid);
-            }
-        },
-    );
-    (store, stream)
-}
-
-fn policy_of<K: Resource>(object: K) -> Option<ObjectRef<Guarded>> {
-    object
-        .labels()
-        .get(POLICY_LABEL)
-        .map(|name| ObjectRef::new(name))
+/// The policy a managed object's change concerns: the one named in its label.
+fn policy_of<K: ManagedResource>(
+    change: Result<Cached<K>, watcher::Error>,
+) -> future::Ready<Option<ObjectRef<Guarded>>> {
+    future::ready(match change {
+        Ok(object) => object.policy().map(ObjectRef::new),
+        Err(e) => {
+            warn!(kind = %K::KIND, error = %e, "managed-object watch failed; retrying with backoff");
+            None
+        }
+    })
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -931,7 +830,6 @@ pub async fn run(
     // move overlaps anywhere, so they trigger every policy; policies are few.
     let (all_tx, all_rx) = mpsc::unbounded_channel::<()>();
     let synced = Synced::new(5);
-    let spec_prints = SpecPrints::default();
 
     let mut policy_config = watcher::Config::default();
     if let Some(selector) = &settings.policy_selector {
@@ -993,11 +891,11 @@ pub async fn run(
     });
 
     let (limit_ranges, lr_stream) =
-        managed_watch::<LimitRange>(&client, on_listed(&synced, &all_tx), &spec_prints);
+        cache::watch::<LimitRange>(&client, MANAGED_SELECTOR, on_listed(&synced, &all_tx));
     let (quotas, rq_stream) =
-        managed_watch::<ResourceQuota>(&client, on_listed(&synced, &all_tx), &spec_prints);
+        cache::watch::<ResourceQuota>(&client, MANAGED_SELECTOR, on_listed(&synced, &all_tx));
     let (pdbs, pdb_stream) =
-        managed_watch::<PodDisruptionBudget>(&client, on_listed(&synced, &all_tx), &spec_prints);
+        cache::watch::<PodDisruptionBudget>(&client, MANAGED_SELECTOR, on_listed(&synced, &all_tx));
     drop(all_tx);
 
     let stores = Stores {
@@ -1006,7 +904,6 @@ pub async fn run(
         limit_ranges,
         quotas,
         pdbs,
-        spec_prints: spec_prints.clone(),
     };
     let reporter = Reporter {
         controller: "tenantry".into(),
@@ -1047,9 +944,9 @@ pub async fn run(
 
     Controller::for_stream(policy_stream, policies)
         .with_config(ControllerConfig::default().concurrency(settings.reconcile_concurrency))
-        .watches_stream(lr_stream, policy_of)
-        .watches_stream(rq_stream, policy_of)
-        .watches_stream(pdb_stream, policy_of)
+        .reconcile_on(lr_stream.filter_map(policy_of))
+        .reconcile_on(rq_stream.filter_map(policy_of))
+        .reconcile_on(pdb_stream.filter_map(policy_of))
         .reconcile_all_on(all_trigger)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
