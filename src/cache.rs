@@ -7,19 +7,23 @@
 //! [`Interner`] rather than copied, so memory grows with the number of distinct specs, not with
 //! the number of namespaces.
 //!
-//! [`watch`] maps the watch of one managed kind to these summaries before kube-runtime's
-//! reflector stores them, and passes on only the events that can change what a policy does.
+//! Namespaces are cached as what selection reads of them ([`CachedNamespace`]) in the same way.
+//!
+//! [`watch`] maps a watch to these summaries before kube-runtime's reflector stores them, and
+//! passes on only the events that can change what a policy does.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::marker::PhantomData;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use futures::{Stream, StreamExt, TryStreamExt, future};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::Client;
-use kube::api::Api;
+use kube::Resource;
+use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::reflector::{self, Lookup, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
@@ -137,45 +141,26 @@ pub struct Cached<K> {
     pub spec: Arc<Value>,
     /// [`spec_fingerprint`] of `spec`.
     pub spec_print: u64,
-    /// Whether this version differs from the one cached before it in anything that can change
-    /// what a policy does (set by [`watch`] as it passes the event on).
+    /// See [`Summary::changed`].
     changed: bool,
     kind: PhantomData<fn() -> K>,
 }
 
+/// A compact stand-in, in a cache, for a watched object of kind `K`.
+pub trait Summary<K>: Lookup<DynamicType = ()> + Clone + Send + Sync + 'static {
+    fn of(object: K) -> Self;
+    /// Equal in everything that decides what a policy does.
+    fn same_for_policies(&self, other: &Self) -> bool;
+    /// Whether this version differs from the one cached before it in anything that can change
+    /// what a policy does (set by [`watch`] before the event is stored).
+    fn changed(&self) -> bool;
+    fn set_changed(&mut self, changed: bool);
+}
+
 impl<K: ManagedResource> Cached<K> {
     /// The summary of a watched object.
-    pub fn new(mut object: K) -> Self {
-        object.strip(); // leaves of managedFields the foreign manager alone
-        let spec = K::KIND.normalize(&object.spec_value());
-        let spec_print = spec_fingerprint(&spec);
-        let meta = object.meta_mut();
-        let labels: BTreeMap<String, String> = meta
-            .labels
-            .take()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(k, _)| k == MANAGED_BY_LABEL || k == POLICY_LABEL)
-            .collect();
-        let owners = meta.owner_references.take().unwrap_or_default();
-        Self {
-            name: meta.name.take().unwrap_or_default(),
-            namespace: meta.namespace.take().unwrap_or_default(),
-            uid: meta.uid.take().unwrap_or_default(),
-            resource_version: meta.resource_version.take().unwrap_or_default(),
-            labels: LABELS.intern(hash_of(&labels), labels),
-            owner_references: OWNERS.intern(hash_of_owners(&owners), owners),
-            foreign_manager: meta
-                .managed_fields
-                .take()
-                .and_then(|m| m.into_iter().next())
-                .and_then(|e| e.manager),
-            deleting: meta.deletion_timestamp.is_some(),
-            spec: SPECS.intern(spec_print, spec),
-            spec_print,
-            changed: true,
-            kind: PhantomData,
-        }
+    pub fn new(object: K) -> Self {
+        Self::of(object)
     }
 
     pub fn key(&self) -> ObjectKey {
@@ -221,8 +206,42 @@ impl<K: ManagedResource> Cached<K> {
             && controllers.next() == Some(owner.uid.as_str())
             && controllers.next().is_none()
     }
+}
 
-    /// Equal in everything that decides what a policy does with the object.
+impl<K: ManagedResource> Summary<K> for Cached<K> {
+    fn of(mut object: K) -> Self {
+        object.strip(); // leaves of managedFields the foreign manager alone
+        let spec = K::KIND.normalize(&object.spec_value());
+        let spec_print = spec_fingerprint(&spec);
+        let meta = object.meta_mut();
+        let labels: BTreeMap<String, String> = meta
+            .labels
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| k == MANAGED_BY_LABEL || k == POLICY_LABEL)
+            .collect();
+        let owners = meta.owner_references.take().unwrap_or_default();
+        Self {
+            name: meta.name.take().unwrap_or_default(),
+            namespace: meta.namespace.take().unwrap_or_default(),
+            uid: meta.uid.take().unwrap_or_default(),
+            resource_version: meta.resource_version.take().unwrap_or_default(),
+            labels: LABELS.intern(hash_of(&labels), labels),
+            owner_references: OWNERS.intern(hash_of_owners(&owners), owners),
+            foreign_manager: meta
+                .managed_fields
+                .take()
+                .and_then(|m| m.into_iter().next())
+                .and_then(|e| e.manager),
+            deleting: meta.deletion_timestamp.is_some(),
+            spec: SPECS.intern(spec_print, spec),
+            spec_print,
+            changed: true,
+            kind: PhantomData,
+        }
+    }
+
     fn same_for_policies(&self, other: &Self) -> bool {
         fn uids(references: &[OwnerReference]) -> impl Iterator<Item = &str> {
             references.iter().map(|r| r.uid.as_str())
@@ -233,25 +252,33 @@ impl<K: ManagedResource> Cached<K> {
             && self.labels == other.labels
             && uids(&self.owner_references).eq(uids(&other.owner_references))
     }
+
+    fn changed(&self) -> bool {
+        self.changed
+    }
+
+    fn set_changed(&mut self, changed: bool) {
+        self.changed = changed;
+    }
 }
 
 impl<K: ManagedResource> Lookup for Cached<K> {
     type DynamicType = ();
 
     fn kind(dyntype: &()) -> Cow<'_, str> {
-        K::kind(dyntype)
+        <K as Resource>::kind(dyntype)
     }
 
     fn group(dyntype: &()) -> Cow<'_, str> {
-        K::group(dyntype)
+        <K as Resource>::group(dyntype)
     }
 
     fn version(dyntype: &()) -> Cow<'_, str> {
-        K::version(dyntype)
+        <K as Resource>::version(dyntype)
     }
 
     fn plural(dyntype: &()) -> Cow<'_, str> {
-        K::plural(dyntype)
+        <K as Resource>::plural(dyntype)
     }
 
     fn name(&self) -> Option<Cow<'_, str>> {
@@ -274,51 +301,125 @@ impl<K: ManagedResource> Lookup for Cached<K> {
     }
 }
 
+/// A namespace as selection reads it.
+#[derive(Clone, Debug)]
+pub struct CachedNamespace {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub terminating: bool,
+    /// See [`Summary::changed`].
+    changed: bool,
+}
+
+impl Summary<PartialObjectMeta<Namespace>> for CachedNamespace {
+    fn of(namespace: PartialObjectMeta<Namespace>) -> Self {
+        let meta = namespace.metadata;
+        Self {
+            name: meta.name.unwrap_or_default(),
+            labels: meta.labels.unwrap_or_default(),
+            terminating: meta.deletion_timestamp.is_some(),
+            changed: true,
+        }
+    }
+
+    fn same_for_policies(&self, other: &Self) -> bool {
+        self.labels == other.labels && self.terminating == other.terminating
+    }
+
+    fn changed(&self) -> bool {
+        self.changed
+    }
+
+    fn set_changed(&mut self, changed: bool) {
+        self.changed = changed;
+    }
+}
+
+impl Lookup for CachedNamespace {
+    type DynamicType = ();
+
+    fn kind(dyntype: &()) -> Cow<'_, str> {
+        <Namespace as Resource>::kind(dyntype)
+    }
+
+    fn group(dyntype: &()) -> Cow<'_, str> {
+        <Namespace as Resource>::group(dyntype)
+    }
+
+    fn version(dyntype: &()) -> Cow<'_, str> {
+        <Namespace as Resource>::version(dyntype)
+    }
+
+    fn plural(dyntype: &()) -> Cow<'_, str> {
+        <Namespace as Resource>::plural(dyntype)
+    }
+
+    fn name(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(&self.name))
+    }
+
+    fn namespace(&self) -> Option<Cow<'_, str>> {
+        None
+    }
+
+    /// Not kept (see [`Cached`]'s).
+    fn resource_version(&self) -> Option<Cow<'_, str>> {
+        None
+    }
+
+    /// Not kept.
+    fn uid(&self) -> Option<Cow<'_, str>> {
+        None
+    }
+}
+
 /// The summary of a watch event; `cached` (the store being fed, which still holds the previous
 /// version) decides whether it is a change worth a reconcile.
-fn compact<K: ManagedResource>(
-    event: watcher::Event<K>,
-    cached: &Store<Cached<K>>,
-) -> watcher::Event<Cached<K>> {
+fn summarise<K, S: Summary<K>>(event: watcher::Event<K>, cached: &Store<S>) -> watcher::Event<S> {
     let compared = |object: K| {
-        let mut object = Cached::new(object);
-        object.changed = cached
-            .get(&ObjectRef::new(&object.name).within(&object.namespace))
-            .is_none_or(|previous| !previous.same_for_policies(&object));
+        let mut object = S::of(object);
+        let mut key = ObjectRef::new(&object.name().unwrap_or_default());
+        key.namespace = object.namespace().map(Cow::into_owned);
+        object.set_changed(
+            cached
+                .get(&key)
+                .is_none_or(|previous| !previous.same_for_policies(&object)),
+        );
         object
     };
     match event {
         watcher::Event::Apply(o) => watcher::Event::Apply(compared(o)),
         watcher::Event::InitApply(o) => watcher::Event::InitApply(compared(o)),
-        watcher::Event::Delete(o) => watcher::Event::Delete(Cached::new(o)),
+        watcher::Event::Delete(o) => watcher::Event::Delete(S::of(o)),
         watcher::Event::Init => watcher::Event::Init,
         watcher::Event::InitDone => watcher::Event::InitDone,
     }
 }
 
-/// A watch of the objects of kind `K` matching `selector`, cached as [`Cached`] summaries.
-/// The stream yields the objects that changed in what a policy reads of them, and every deletion;
-/// `listed` runs each time a (re)list is complete and in the cache.
-pub fn watch<K: ManagedResource>(
-    client: &Client,
-    selector: &str,
+/// A watch cached as summaries `S`. The stream yields the objects that changed in what a policy
+/// reads of them, and every deletion; `listed` runs each time a (re)list is complete and in the
+/// cache.
+pub fn watch<K, S>(
+    api: Api<K>,
+    config: watcher::Config,
     mut listed: impl FnMut() + Send + 'static,
 ) -> (
-    Store<Cached<K>>,
-    impl Stream<Item = Result<Cached<K>, watcher::Error>> + Send + 'static,
-) {
-    let (store, writer) = reflector::store();
+    Store<S>,
+    impl Stream<Item = Result<S, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + Debug + Send + 'static,
+    S: Summary<K>,
+{
+    let (store, writer) = reflector::store::<S>();
     let previous = store.clone();
-    let events = watcher(
-        Api::<K>::all(client.clone()),
-        watcher::Config::default().labels(selector),
-    )
-    .default_backoff()
-    .map_ok(move |event| compact(event, &previous));
+    let events = watcher(api, config)
+        .default_backoff()
+        .map_ok(move |event| summarise(event, &previous));
     let changes = reflector::reflector(writer, events).filter_map(move |event| {
         future::ready(match event {
             Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                o.changed.then_some(Ok(o))
+                o.changed().then_some(Ok(o))
             }
             Ok(watcher::Event::Delete(o)) => Some(Ok(o)),
             Ok(watcher::Event::InitDone) => {
@@ -472,6 +573,72 @@ mod tests {
         released.metadata.owner_references = None;
         assert!(!a.same_for_policies(&Cached::new(released)));
         assert!(!a.same_for_policies(&Cached::new(quota("a", json!({"cpu": "2"})))));
+    }
+
+    #[test]
+    fn only_changes_that_matter_to_policies_are_passed_on_but_all_are_stored() {
+        let (store, mut writer) = reflector::store::<Cached<ResourceQuota>>();
+        let changed = |e: &watcher::Event<Cached<ResourceQuota>>| match e {
+            watcher::Event::Apply(o) => o.changed(),
+            _ => panic!("{e:?}"),
+        };
+        let first = summarise(
+            watcher::Event::Apply(quota("a", json!({"cpu": "1"}))),
+            &store,
+        );
+        assert!(changed(&first));
+        writer.apply_watcher_event(&first);
+        let mut resent = quota("a", json!({"cpu": "1000m"}));
+        resent.metadata.resource_version = Some("8".into());
+        let second = summarise(watcher::Event::Apply(resent), &store);
+        assert!(!changed(&second));
+        writer.apply_watcher_event(&second);
+        let cached = store.get(&ObjectRef::new("compute").within("a")).unwrap();
+        assert_eq!(cached.resource_version, "8");
+        let third = summarise(
+            watcher::Event::Apply(quota("a", json!({"cpu": "2"}))),
+            &store,
+        );
+        assert!(changed(&third));
+    }
+
+    #[test]
+    fn namespaces_keep_name_labels_and_termination() {
+        let (store, mut writer) = reflector::store::<CachedNamespace>();
+        let namespace = |labels: Value, terminating: bool| -> PartialObjectMeta<Namespace> {
+            serde_json::from_value(json!({
+                "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                "metadata": {
+                    "name": "mia", "uid": "u", "resourceVersion": "1", "labels": labels,
+                    "annotations": {"note": "x"},
+                    "deletionTimestamp": terminating.then_some("2025-01-01T00:00:00Z"),
+                },
+            }))
+            .unwrap()
+        };
+        let first = summarise(
+            watcher::Event::Apply(namespace(json!({"team": "a"}), false)),
+            &store,
+        );
+        writer.apply_watcher_event(&first);
+        let cached = store.get(&ObjectRef::new("mia")).unwrap();
+        assert_eq!(cached.labels, BTreeMap::from([("team".into(), "a".into())]));
+        assert!(cached.changed() && !cached.terminating);
+        let same = summarise(
+            watcher::Event::Apply(namespace(json!({"team": "a"}), false)),
+            &store,
+        );
+        assert!(matches!(same, watcher::Event::Apply(ns) if !ns.changed()));
+        let relabelled = summarise(
+            watcher::Event::Apply(namespace(json!({"team": "b"}), false)),
+            &store,
+        );
+        assert!(matches!(relabelled, watcher::Event::Apply(ns) if ns.changed()));
+        let terminating = summarise(
+            watcher::Event::Apply(namespace(json!({"team": "a"}), true)),
+            &store,
+        );
+        assert!(matches!(terminating, watcher::Event::Apply(ns) if ns.changed() && ns.terminating));
     }
 
     #[test]

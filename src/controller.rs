@@ -27,7 +27,7 @@ use crate::api::{DeletionPolicy, TenantPolicy};
 /// reported on its own instead of breaking the watch of all of them.
 pub type Guarded = kube::core::DeserializeGuard<TenantPolicy>;
 use crate::apply::{Applier, NOT_OWNED_RECHECK, NotOwned, Outcome};
-use crate::cache::{self, Cached};
+use crate::cache::{self, Cached, CachedNamespace};
 use crate::diff::{self, Action, LiveIndex};
 use crate::leader::Leadership;
 use crate::metrics::{ErrorLabels, KindLabels, Metrics};
@@ -83,7 +83,7 @@ pub struct Settings {
 #[derive(Clone)]
 pub struct Stores {
     pub policies: Store<Guarded>,
-    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    pub namespaces: Store<CachedNamespace>,
     pub limit_ranges: Store<Cached<LimitRange>>,
     pub quotas: Store<Cached<ResourceQuota>>,
     pub pdbs: Store<Cached<PodDisruptionBudget>>,
@@ -415,15 +415,13 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
     }
     candidates.push(Candidate::new(&owner.name, &policy.spec).expect("validated"));
     let me = candidates.last().expect("this policy was just added");
-    static NO_LABELS: std::collections::BTreeMap<String, String> =
-        std::collections::BTreeMap::new();
     let snapshot = ctx.stores.namespaces.state();
     let namespaces: Vec<NamespaceInfo> = snapshot
         .iter()
         .map(|ns| NamespaceInfo {
-            name: std::borrow::Cow::Borrowed(ns.metadata.name.as_deref().unwrap_or_default()),
-            labels: std::borrow::Cow::Borrowed(ns.metadata.labels.as_ref().unwrap_or(&NO_LABELS)),
-            terminating: ns.metadata.deletion_timestamp.is_some(),
+            name: std::borrow::Cow::Borrowed(&ns.name),
+            labels: std::borrow::Cow::Borrowed(&ns.labels),
+            terminating: ns.terminating,
         })
         .collect();
     let assignment = select::assign(me, &candidates, &namespaces);
@@ -857,30 +855,13 @@ pub async fn run(
         let _ = policy_tx.send(());
     });
 
-    let (namespaces, ns_writer) = reflector::store();
-    let ns_events = watcher(
+    let (namespaces, ns_stream) = cache::watch(
         Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
         watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(|ns: &mut PartialObjectMeta<Namespace>| {
-        ns.metadata.managed_fields = None;
-        ns.metadata.annotations = None;
-    })
-    .reflect(ns_writer);
-    let ns_tx = all_tx.clone();
-    let ns_stream = changes(
-        ns_events,
-        |ns: &PartialObjectMeta<Namespace>| {
-            fingerprint((
-                &ns.metadata.labels,
-                ns.metadata.deletion_timestamp.is_some(),
-            ))
-        },
         on_listed(&synced, &all_tx),
-        |_| {},
-    )
-    .for_each(move |change| {
+    );
+    let ns_tx = all_tx.clone();
+    let ns_stream = ns_stream.for_each(move |change| {
         match change {
             Ok(_) => {
                 let _ = ns_tx.send(());
@@ -890,12 +871,22 @@ pub async fn run(
         future::ready(())
     });
 
-    let (limit_ranges, lr_stream) =
-        cache::watch::<LimitRange>(&client, MANAGED_SELECTOR, on_listed(&synced, &all_tx));
-    let (quotas, rq_stream) =
-        cache::watch::<ResourceQuota>(&client, MANAGED_SELECTOR, on_listed(&synced, &all_tx));
-    let (pdbs, pdb_stream) =
-        cache::watch::<PodDisruptionBudget>(&client, MANAGED_SELECTOR, on_listed(&synced, &all_tx));
+    let managed = || watcher::Config::default().labels(MANAGED_SELECTOR);
+    let (limit_ranges, lr_stream) = cache::watch(
+        Api::<LimitRange>::all(client.clone()),
+        managed(),
+        on_listed(&synced, &all_tx),
+    );
+    let (quotas, rq_stream) = cache::watch(
+        Api::<ResourceQuota>::all(client.clone()),
+        managed(),
+        on_listed(&synced, &all_tx),
+    );
+    let (pdbs, pdb_stream) = cache::watch(
+        Api::<PodDisruptionBudget>::all(client.clone()),
+        managed(),
+        on_listed(&synced, &all_tx),
+    );
     drop(all_tx);
 
     let stores = Stores {
