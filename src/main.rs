@@ -249,8 +249,38 @@ async fn check_kubernetes_version(client: &kube::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// glibc gives each thread that allocates its own malloc arena (up to 8 per core), and memory
+/// freed in one arena is not reused by the others: with the runtime's worker threads taking turns
+/// at decoding watch events and building plans, the controller's resident memory grew well
+/// beyond what it holds (at 1,000 namespaces, 31 MiB peak against 27 MiB with one arena). One
+/// arena, unless the environment says otherwise (`MALLOC_ARENA_MAX`, which glibc reads itself).
+/// Set before the runtime starts any thread.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    const M_ARENA_MAX: std::ffi::c_int = -8;
+    unsafe extern "C" {
+        fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+    }
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only changes an allocator tunable; no other thread runs yet.
+        unsafe {
+            mallopt(M_ARENA_MAX, 1);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
+fn main() -> anyhow::Result<()> {
+    limit_malloc_arenas();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(cli())
+}
+
+async fn cli() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd => print!("{}", tenantry::crd::crd_yaml()),
         Command::Audit {
