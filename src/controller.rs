@@ -424,7 +424,7 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
             terminating: ns.terminating,
         })
         .collect();
-    let assignment = select::assign(me, &candidates, &namespaces);
+    let mut assignment = select::assign(me, &candidates, &namespaces);
     // Whatever the API server would refuse in the built objects, found before any namespace is
     // touched: once per generation (not again after a restart that finds it already reconciled).
     let validated = *memory.validated.lock().expect("not poisoned") == generation
@@ -462,6 +462,8 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
         &known_converged,
     );
     drop(known_converged);
+    // The actions hold what they need of it: free it before the writes (4 objects a namespace).
+    assignment.desired = Vec::new();
     let drift: HashMap<ObjectKey, diff::Drift> = actions
         .iter()
         .filter_map(|a| a.drift().map(|d| (a.key().clone(), d.clone())))
@@ -480,21 +482,22 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
         .waiting
         .extend(waiting.iter().map(|k| k.namespace.clone()));
     let mut converged: HashSet<u64> = already.into_iter().collect();
+    // Keys borrowed from the outcomes: no copy per object written.
     let (mut applied, mut corrected, mut pruned, mut released, mut retry) =
         (Vec::new(), Vec::new(), 0, 0, false);
-    for outcome in outcomes {
+    for outcome in &outcomes {
         match outcome {
             Outcome::Created(k) | Outcome::Updated(k) => {
-                if let Some(d) = drift.get(&k) {
+                if let Some(d) = drift.get(k) {
                     ctx.metrics
                         .drift_corrections
                         .get_or_create(&KindLabels {
                             kind: k.kind.to_string(),
                         })
                         .inc();
-                    corrected.push((k.clone(), d.clone()));
+                    corrected.push((k, d));
                 } else {
-                    applied.push(k.clone());
+                    applied.push(k);
                 }
                 converged.insert(k.fingerprint());
             }
@@ -503,17 +506,17 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
             Outcome::Retry(k) => {
                 retry = true;
                 if assignment.selected.contains(&k.namespace) {
-                    summary.waiting.insert(k.namespace);
+                    summary.waiting.insert(k.namespace.clone());
                 }
             }
-            Outcome::Failed(f) => summary.failures.push(f),
+            Outcome::Failed(f) => summary.failures.push(f.as_ref().clone()),
         }
     }
     *memory.converged.lock().expect("not poisoned") = (generation, converged);
 
     // Events: one summary per kind of happening, not one per object.
     if !corrected.is_empty() {
-        let note = listing(corrected.iter().map(|(k, d)| {
+        let note = listing(corrected.iter().map(|&(k, d)| {
             let how = match (&d.changed_by, d.deleted) {
                 (_, true) => " (deleted)".to_owned(),
                 (Some(by), false) => format!(" (changed by {by})"),
@@ -521,7 +524,7 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
             };
             (k, how)
         }));
-        let single = (corrected.len() == 1).then(|| &corrected[0].0);
+        let single = (corrected.len() == 1).then(|| corrected[0].0);
         let note = format!(
             "restored {} objects changed outside Tenantry: {note}",
             corrected.len()
@@ -541,7 +544,7 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
             "applied {} objects in {} namespaces: {}",
             applied.len(),
             namespaces.len(),
-            listing(applied.iter().map(|k| (k, String::new())))
+            listing(applied.iter().map(|k| (*k, String::new())))
         );
         ctx.publish(policy.as_ref(), EventType::Normal, "Applied", note)
             .await;
