@@ -12,7 +12,7 @@
 //! [`watch`] maps a watch to these summaries before kube-runtime's reflector stores them, and
 //! passes on only the events that can change what a policy does.
 
-use std::borrow::Cow;
+use std::borrow::{Borrow, Cow};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -37,16 +37,16 @@ const MIN_PRUNE: usize = 64;
 /// Hands out one shared copy of equal values, for as long as someone holds it: entries are weak,
 /// and dead ones are pruned whenever the table has doubled since the last pruning (amortised
 /// constant time per value).
-pub struct Interner<T> {
+pub struct Interner<T: ?Sized> {
     entries: Mutex<Entries<T>>,
 }
 
-struct Entries<T> {
+struct Entries<T: ?Sized> {
     by_hash: HashMap<u64, Weak<T>>,
     prune_at: usize,
 }
 
-impl<T: PartialEq> Default for Interner<T> {
+impl<T: ?Sized + PartialEq> Default for Interner<T> {
     fn default() -> Self {
         Self {
             entries: Mutex::new(Entries {
@@ -57,17 +57,17 @@ impl<T: PartialEq> Default for Interner<T> {
     }
 }
 
-impl<T: PartialEq> Interner<T> {
+impl<T: ?Sized + PartialEq> Interner<T> {
     /// The shared copy of `value`, whose hash is `hash`. Equal values must have equal hashes; a
     /// collision only costs the sharing (the newer value takes the slot).
-    pub fn intern(&self, hash: u64, value: T) -> Arc<T> {
+    pub fn intern<V: Borrow<T> + Into<Arc<T>>>(&self, hash: u64, value: V) -> Arc<T> {
         let mut entries = self.entries.lock().expect("not poisoned");
         if let Some(shared) = entries.by_hash.get(&hash).and_then(Weak::upgrade)
-            && *shared == value
+            && *shared == *value.borrow()
         {
             return shared;
         }
-        let value = Arc::new(value);
+        let value: Arc<T> = value.into();
         entries.by_hash.insert(hash, Arc::downgrade(&value));
         if entries.by_hash.len() >= entries.prune_at {
             entries
@@ -94,6 +94,82 @@ static SPECS: LazyLock<Interner<Value>> = LazyLock::new(Interner::default);
 static LABELS: LazyLock<Interner<BTreeMap<String, String>>> = LazyLock::new(Interner::default);
 /// The ownerReferences of an object: one list per policy in practice.
 static OWNERS: LazyLock<Interner<Vec<OwnerReference>>> = LazyLock::new(Interner::default);
+/// Object names (a handful: the policies' item names) and namespace names (each shared by the
+/// namespace and the objects in it).
+static NAMES: LazyLock<Interner<str>> = LazyLock::new(Interner::default);
+
+fn name(name: Option<String>) -> Arc<str> {
+    let name = name.unwrap_or_default();
+    NAMES.intern(hash_of(name.as_str()), name)
+}
+
+/// A uid kept in 16 bytes when it is a UUID in the canonical form the API server generates (so
+/// that it reads back exactly as it was), as given otherwise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Uid {
+    Uuid(u128),
+    Other(Box<str>),
+}
+
+impl Uid {
+    pub fn new(uid: String) -> Self {
+        let canonical = uid.len() == 36
+            && uid.char_indices().all(|(i, c)| match i {
+                8 | 13 | 18 | 23 => c == '-',
+                _ => c.is_ascii_digit() || ('a'..='f').contains(&c),
+            });
+        match canonical.then(|| u128::from_str_radix(&uid.replace('-', ""), 16)) {
+            Some(Ok(n)) => Uid::Uuid(n),
+            _ => Uid::Other(uid.into()),
+        }
+    }
+}
+
+impl std::fmt::Display for Uid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Uid::Uuid(n) => {
+                let hex = format!("{n:032x}");
+                write!(
+                    f,
+                    "{}-{}-{}-{}-{}",
+                    &hex[..8],
+                    &hex[8..12],
+                    &hex[12..16],
+                    &hex[16..20],
+                    &hex[20..]
+                )
+            }
+            Uid::Other(uid) => f.write_str(uid),
+        }
+    }
+}
+
+/// A resourceVersion kept as a number when it reads back exactly as one (etcd's revisions), as
+/// given otherwise (it is opaque to clients).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Version {
+    Number(u64),
+    Other(Box<str>),
+}
+
+impl Version {
+    pub fn new(version: String) -> Self {
+        match version.parse::<u64>() {
+            Ok(n) if n.to_string() == version => Version::Number(n),
+            _ => Version::Other(version.into()),
+        }
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Version::Number(n) => write!(f, "{n}"),
+            Version::Other(version) => f.write_str(version),
+        }
+    }
+}
 
 fn hash_of(value: impl Hash) -> u64 {
     let mut hasher = DefaultHasher::new();
@@ -123,10 +199,12 @@ fn hash_of_owners(references: &[OwnerReference]) -> u64 {
 /// read, nothing more. Converted to the diff's [`Live`] only for an object that is not converged.
 #[derive(Clone, Debug)]
 pub struct Cached<K> {
-    pub name: String,
-    pub namespace: String,
-    pub uid: String,
-    pub resource_version: String,
+    /// Shared (see [`NAMES`]).
+    pub name: Arc<str>,
+    /// Shared with the namespace's other objects and its [`CachedNamespace`].
+    pub namespace: Arc<str>,
+    pub uid: Uid,
+    pub resource_version: Version,
     /// Of the object's labels, only Tenantry's two (managed-by and policy): the diff reads no
     /// others. Shared.
     pub labels: Arc<BTreeMap<String, String>>,
@@ -166,8 +244,8 @@ impl<K: ManagedResource> Cached<K> {
     pub fn key(&self) -> ObjectKey {
         ObjectKey {
             kind: K::KIND,
-            namespace: self.namespace.clone(),
-            name: self.name.clone(),
+            namespace: self.namespace.to_string(),
+            name: self.name.to_string(),
         }
     }
 
@@ -181,8 +259,8 @@ impl<K: ManagedResource> Cached<K> {
     pub fn to_live(&self) -> Live {
         Live {
             key: self.key(),
-            uid: self.uid.clone(),
-            resource_version: self.resource_version.clone(),
+            uid: self.uid.to_string(),
+            resource_version: self.resource_version.to_string(),
             labels: self.labels.as_ref().clone(),
             owner_references: self.owner_references.as_ref().clone(),
             spec: self.spec.as_ref().clone(),
@@ -223,10 +301,10 @@ impl<K: ManagedResource> Summary<K> for Cached<K> {
             .collect();
         let owners = meta.owner_references.take().unwrap_or_default();
         Self {
-            name: meta.name.take().unwrap_or_default(),
-            namespace: meta.namespace.take().unwrap_or_default(),
-            uid: meta.uid.take().unwrap_or_default(),
-            resource_version: meta.resource_version.take().unwrap_or_default(),
+            name: name(meta.name.take()),
+            namespace: name(meta.namespace.take()),
+            uid: Uid::new(meta.uid.take().unwrap_or_default()),
+            resource_version: Version::new(meta.resource_version.take().unwrap_or_default()),
             labels: LABELS.intern(hash_of(&labels), labels),
             owner_references: OWNERS.intern(hash_of_owners(&owners), owners),
             foreign_manager: meta
@@ -304,7 +382,8 @@ impl<K: ManagedResource> Lookup for Cached<K> {
 /// A namespace as selection reads it.
 #[derive(Clone, Debug)]
 pub struct CachedNamespace {
-    pub name: String,
+    /// Shared with the objects in the namespace.
+    pub name: Arc<str>,
     pub labels: BTreeMap<String, String>,
     pub terminating: bool,
     /// See [`Summary::changed`].
@@ -315,7 +394,7 @@ impl Summary<PartialObjectMeta<Namespace>> for CachedNamespace {
     fn of(namespace: PartialObjectMeta<Namespace>) -> Self {
         let meta = namespace.metadata;
         Self {
-            name: meta.name.unwrap_or_default(),
+            name: name(meta.name),
             labels: meta.labels.unwrap_or_default(),
             terminating: meta.deletion_timestamp.is_some(),
             changed: true,
@@ -490,11 +569,9 @@ mod tests {
     fn keeps_what_the_diff_reads_and_shares_what_objects_have_in_common() {
         let a = Cached::new(quota("a", json!({"cpu": "1", "memory": "1Gi"})));
         let b = Cached::new(quota("b", json!({"cpu": "1000m", "memory": "1024Mi"})));
-        assert_eq!((a.name.as_str(), a.namespace.as_str()), ("compute", "a"));
-        assert_eq!(
-            (a.uid.as_str(), a.resource_version.as_str()),
-            ("uid-a", "7")
-        );
+        assert_eq!((&*a.name, &*a.namespace), ("compute", "a"));
+        assert_eq!(a.uid, Uid::Other("uid-a".into()));
+        assert_eq!(a.resource_version, Version::Number(7));
         assert_eq!(
             *a.labels,
             managed_labels("team"),
@@ -507,6 +584,7 @@ mod tests {
         assert!(Arc::ptr_eq(&a.spec, &b.spec));
         assert!(Arc::ptr_eq(&a.labels, &b.labels));
         assert!(Arc::ptr_eq(&a.owner_references, &b.owner_references));
+        assert!(Arc::ptr_eq(&a.name, &b.name));
         let c = Cached::new(quota("c", json!({"cpu": "2"})));
         assert!(!Arc::ptr_eq(&a.spec, &c.spec));
         assert_eq!(
@@ -594,7 +672,7 @@ mod tests {
         assert!(!changed(&second));
         writer.apply_watcher_event(&second);
         let cached = store.get(&ObjectRef::new("compute").within("a")).unwrap();
-        assert_eq!(cached.resource_version, "8");
+        assert_eq!(cached.resource_version.to_string(), "8");
         let third = summarise(
             watcher::Event::Apply(quota("a", json!({"cpu": "2"}))),
             &store,
@@ -639,6 +717,36 @@ mod tests {
             &store,
         );
         assert!(matches!(terminating, watcher::Event::Apply(ns) if ns.changed() && ns.terminating));
+    }
+
+    #[test]
+    fn uids_and_versions_read_back_exactly_as_given() {
+        for uid in [
+            "5f0c1b8e-3a4f-4d7e-9b2a-1c2d3e4f5a6b",
+            "00000000-0000-0000-0000-000000000000",
+            "5F0C1B8E-3A4F-4D7E-9B2A-1C2D3E4F5A6B",
+            "5f0c1b8e3a4f4d7e9b2a1c2d3e4f5a6b",
+            "5f0c1b8e-3a4f-4d7e-9b2a-1c2d3e4f5a6",
+            "",
+        ] {
+            assert_eq!(Uid::new(uid.into()).to_string(), uid);
+        }
+        assert!(matches!(
+            Uid::new("5f0c1b8e-3a4f-4d7e-9b2a-1c2d3e4f5a6b".into()),
+            Uid::Uuid(_)
+        ));
+        for version in [
+            "0",
+            "123456",
+            "007",
+            "+1",
+            "18446744073709551616",
+            "abc",
+            "",
+        ] {
+            assert_eq!(Version::new(version.into()).to_string(), version);
+        }
+        assert_eq!(Version::new("123456".into()), Version::Number(123456));
     }
 
     #[test]

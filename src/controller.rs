@@ -476,7 +476,7 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
             .await
     };
 
-    summary.selected = assignment.selected.clone();
+    summary.selected = std::mem::take(&mut assignment.selected);
     summary.shadowed = assignment.shadowed.clone();
     summary
         .waiting
@@ -505,7 +505,7 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
             Outcome::Released(_) => released += 1,
             Outcome::Retry(k) => {
                 retry = true;
-                if assignment.selected.contains(&k.namespace) {
+                if summary.selected.contains(&k.namespace) {
                     summary.waiting.insert(k.namespace.clone());
                 }
             }
