@@ -262,7 +262,7 @@ async fn check_kubernetes_version(client: &kube::Client) -> anyhow::Result<()> {
 ///   heap, between long-lived cache entries, and stay resident once freed. Fixed at 128 KiB they
 ///   are mapped and unmapped on their own.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn limit_malloc_arenas() {
+fn tune_malloc() {
     const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
     const M_ARENA_MAX: std::ffi::c_int = -8;
     unsafe extern "C" {
@@ -282,10 +282,10 @@ fn limit_malloc_arenas() {
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
+fn tune_malloc() {}
 
 fn main() -> anyhow::Result<()> {
-    limit_malloc_arenas();
+    tune_malloc();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
