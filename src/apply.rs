@@ -44,7 +44,8 @@ pub enum Outcome {
     Released(ObjectKey),
     /// Not done yet, nothing wrong: the cache is behind, or the object changed under us.
     Retry(ObjectKey),
-    Failed(Failure),
+    /// Boxed: outcomes are collected for every action, and failures are rare.
+    Failed(Box<Failure>),
 }
 
 pub struct Applier {
@@ -64,13 +65,13 @@ fn api_resource(kind: Kind) -> ApiResource {
 }
 
 fn failure(key: &ObjectKey, reason: &str, message: impl Into<String>) -> Outcome {
-    Outcome::Failed(Failure {
+    Outcome::Failed(Box::new(Failure {
         namespace: key.namespace.clone(),
         kind: key.kind.to_string(),
         name: key.name.clone(),
         reason: reason.into(),
         message: message.into(),
-    })
+    }))
 }
 
 fn not_owned(key: &ObjectKey) -> Outcome {

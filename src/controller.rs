@@ -28,10 +28,11 @@ use crate::api::{DeletionPolicy, POLICY_LABEL, TenantPolicy};
 /// reported on its own instead of breaking the watch of all of them.
 pub type Guarded = kube::core::DeserializeGuard<TenantPolicy>;
 use crate::apply::{Applier, NOT_OWNED_RECHECK, NotOwned, Outcome};
+use crate::cache::{self, Cached, CachedNamespace};
 use crate::diff::{self, Action, LiveIndex};
 use crate::leader::Leadership;
 use crate::metrics::{ErrorLabels, KindLabels, Metrics};
-use crate::resources::{Kind, Live, ManagedResource, ObjectKey, Owner, live_of, live_of_class};
+use crate::resources::{Kind, Live, ManagedResource, ObjectKey, Owner, live_of_class};
 use crate::select::{self, Candidate, NamespaceInfo};
 use crate::status::{self, Summary};
 use crate::validate;
@@ -83,17 +84,13 @@ pub struct Settings {
 #[derive(Clone)]
 pub struct Stores {
     pub policies: Store<Guarded>,
-    pub namespaces: Store<PartialObjectMeta<Namespace>>,
-    pub limit_ranges: Store<LimitRange>,
-    pub quotas: Store<ResourceQuota>,
-    pub pdbs: Store<PodDisruptionBudget>,
+    pub namespaces: Store<CachedNamespace>,
+    pub limit_ranges: Store<Cached<LimitRange>>,
+    pub quotas: Store<Cached<ResourceQuota>>,
+    pub pdbs: Store<Cached<PodDisruptionBudget>>,
     /// Every StorageClass of the cluster (few): the allow-list caps those not allowed.
     pub storage_classes: Store<StorageClass>,
-    /// Per managed object (by uid): the resourceVersion seen and its normalised spec fingerprint.
-    pub spec_prints: SpecPrints,
 }
-
-pub type SpecPrints = Arc<std::sync::RwLock<HashMap<String, (String, u64)>>>;
 
 /// Whether every watch has finished its first list. Tracked here rather than with
 /// `Store::wait_until_ready`, whose one-shot channel wakes only the last of several waiters.
@@ -150,10 +147,10 @@ fn on_listed(
 /// The caches as the diff sees them: lookups by key, no copy of the whole cache.
 impl LiveIndex for Stores {
     fn get(&self, key: &ObjectKey) -> Option<Live> {
-        fn lookup<K: ManagedResource>(store: &Store<K>, key: &ObjectKey) -> Option<Live> {
+        fn lookup<K: ManagedResource>(store: &Store<Cached<K>>, key: &ObjectKey) -> Option<Live> {
             store
                 .get(&ObjectRef::new(&key.name).within(&key.namespace))
-                .map(|o| live_of(o.as_ref()))
+                .map(|o| o.to_live())
         }
         match key.kind {
             Kind::LimitRange => lookup(&self.limit_ranges, key),
@@ -196,50 +193,18 @@ impl LiveIndex for Stores {
 
     fn converged(&self, key: &ObjectKey, owner: &Owner, fingerprint: u64) -> Option<bool> {
         fn check<K: ManagedResource>(
-            store: &Store<K>,
-            prints: &SpecPrints,
+            store: &Store<Cached<K>>,
             key: &ObjectKey,
             owner: &Owner,
             fingerprint: u64,
         ) -> Option<bool> {
             let object = store.get(&ObjectRef::new(&key.name).within(&key.namespace))?;
-            let meta = object.meta();
-            let (rv, print) = prints
-                .read()
-                .expect("not poisoned")
-                .get(meta.uid.as_deref()?)?
-                .clone();
-            if Some(&rv) != meta.resource_version.as_ref() {
-                return None; // the print is of another version: compare in full
-            }
-            let labels = meta.labels.as_ref()?;
-            let references = meta.owner_references.as_deref().unwrap_or_default();
-            let controllers: Vec<&str> = references
-                .iter()
-                .filter(|r| r.controller == Some(true))
-                .map(|r| r.uid.as_str())
-                .collect();
-            Some(
-                print == fingerprint
-                    && meta.deletion_timestamp.is_none()
-                    && crate::resources::managed_labels(&owner.name)
-                        .iter()
-                        .all(|(k, v)| labels.get(k) == Some(v))
-                    && controllers == [owner.uid.as_str()],
-            )
+            Some(object.converged(owner, fingerprint))
         }
         match key.kind {
-            Kind::LimitRange => check(
-                &self.limit_ranges,
-                &self.spec_prints,
-                key,
-                owner,
-                fingerprint,
-            ),
-            Kind::ResourceQuota => check(&self.quotas, &self.spec_prints, key, owner, fingerprint),
-            Kind::PodDisruptionBudget => {
-                check(&self.pdbs, &self.spec_prints, key, owner, fingerprint)
-            }
+            Kind::LimitRange => check(&self.limit_ranges, key, owner, fingerprint),
+            Kind::ResourceQuota => check(&self.quotas, key, owner, fingerprint),
+            Kind::PodDisruptionBudget => check(&self.pdbs, key, owner, fingerprint),
             // Few, compared in full.
             Kind::StorageClass => None,
         }
@@ -282,30 +247,14 @@ impl Stores {
 }
 
 fn labelled_keys<K: ManagedResource>(
-    store: &Store<K>,
+    store: &Store<Cached<K>>,
     policy: &str,
     keep: &dyn Fn(Kind, &str, &str) -> bool,
     out: &mut Vec<ObjectKey>,
 ) {
     for object in store.state() {
-        let meta = object.meta();
-        let (namespace, name) = (
-            meta.namespace.as_deref().unwrap_or_default(),
-            meta.name.as_deref().unwrap_or_default(),
-        );
-        if meta
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(POLICY_LABEL))
-            .map(String::as_str)
-            == Some(policy)
-            && keep(K::KIND, namespace, name)
-        {
-            out.push(ObjectKey {
-                kind: K::KIND,
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-            });
+        if object.policy() == Some(policy) && keep(K::KIND, &object.namespace, &object.name) {
+            out.push(object.key());
         }
     }
 }
@@ -509,18 +458,17 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
     }
     candidates.push(Candidate::new(&owner.name, &policy.spec).expect("validated"));
     let me = candidates.last().expect("this policy was just added");
-    static NO_LABELS: std::collections::BTreeMap<String, String> =
-        std::collections::BTreeMap::new();
     let snapshot = ctx.stores.namespaces.state();
     let namespaces: Vec<NamespaceInfo> = snapshot
         .iter()
         .map(|ns| NamespaceInfo {
-            name: std::borrow::Cow::Borrowed(ns.metadata.name.as_deref().unwrap_or_default()),
-            labels: std::borrow::Cow::Borrowed(ns.metadata.labels.as_ref().unwrap_or(&NO_LABELS)),
-            terminating: ns.metadata.deletion_timestamp.is_some(),
+            name: std::borrow::Cow::Borrowed(&ns.name),
+            labels: std::borrow::Cow::Borrowed(&ns.labels),
+            terminating: ns.terminating,
         })
         .collect();
-    let assignment = select::assign(me, &candidates, &namespaces, &ctx.stores.cluster_classes());
+    let mut assignment =
+        select::assign(me, &candidates, &namespaces, &ctx.stores.cluster_classes());
     // Whatever the API server would refuse in the built objects, found before any namespace is
     // touched: once per generation (not again after a restart that finds it already reconciled).
     let validated = *memory.validated.lock().expect("not poisoned") == generation
@@ -558,6 +506,8 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
         &known_converged,
     );
     drop(known_converged);
+    // The actions hold what they need of it: free it before the writes (4 objects a namespace).
+    assignment.desired = Vec::new();
     let drift: HashMap<ObjectKey, diff::Drift> = actions
         .iter()
         .filter_map(|a| a.drift().map(|d| (a.key().clone(), d.clone())))
@@ -579,7 +529,7 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
             .await
     };
 
-    summary.selected = assignment.selected.clone();
+    summary.selected = std::mem::take(&mut assignment.selected);
     summary.shadowed = assignment.shadowed.clone();
     summary.shadowed_classes = assignment.shadowed_classes.clone();
     let mut pending_classes: BTreeSet<String> = waiting
@@ -591,21 +541,22 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
         .waiting
         .extend(waiting.iter().map(|k| k.namespace.clone()));
     let mut converged: HashSet<u64> = already.into_iter().collect();
+    // Keys borrowed from the outcomes: no copy per object written.
     let (mut applied, mut corrected, mut recreated, mut pruned, mut released, mut retry) =
         (Vec::new(), Vec::new(), Vec::new(), 0, 0, false);
-    for outcome in outcomes {
+    for outcome in &outcomes {
         match outcome {
             Outcome::Created(k) | Outcome::Updated(k) => {
-                if let Some(d) = drift.get(&k) {
+                if let Some(d) = drift.get(k) {
                     ctx.metrics
                         .drift_corrections
                         .get_or_create(&KindLabels {
                             kind: k.kind.to_string(),
                         })
                         .inc();
-                    corrected.push((k.clone(), d.clone()));
+                    corrected.push((k, d));
                 } else {
-                    applied.push(k.clone());
+                    applied.push(k);
                 }
                 converged.insert(k.fingerprint());
             }
@@ -620,11 +571,11 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
                 if k.kind == Kind::StorageClass {
                     pending_classes.insert(k.name.clone());
                 }
-                if assignment.selected.contains(&k.namespace) {
-                    summary.waiting.insert(k.namespace);
+                if summary.selected.contains(&k.namespace) {
+                    summary.waiting.insert(k.namespace.clone());
                 }
             }
-            Outcome::Failed(f) => summary.failures.push(f),
+            Outcome::Failed(f) => summary.failures.push(f.as_ref().clone()),
         }
     }
     *memory.converged.lock().expect("not poisoned") = (generation, converged);
@@ -643,7 +594,7 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
 
     // Events: one summary per kind of happening, not one per object.
     if !corrected.is_empty() {
-        let note = listing(corrected.iter().map(|(k, d)| {
+        let note = listing(corrected.iter().map(|&(k, d)| {
             let how = match (&d.changed_by, d.deleted) {
                 (_, true) => " (deleted)".to_owned(),
                 (Some(by), false) => format!(" (changed by {by})"),
@@ -651,7 +602,7 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
             };
             (k, how)
         }));
-        let single = (corrected.len() == 1).then(|| &corrected[0].0);
+        let single = (corrected.len() == 1).then(|| corrected[0].0);
         let note = format!(
             "restored {} objects changed outside Tenantry: {note}",
             corrected.len()
@@ -688,7 +639,7 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: Arc<Context>) -> Result<Re
             "applied {} objects in {} namespaces: {}",
             applied.len(),
             namespaces.len(),
-            listing(applied.iter().map(|k| (k, String::new())))
+            listing(applied.iter().map(|k| (*k, String::new())))
         );
         ctx.publish(policy.as_ref(), EventType::Normal, "Applied", note)
             .await;
@@ -965,20 +916,6 @@ fn changes<K: Resource + Clone + Send + 'static>(
     })
 }
 
-/// What makes a managed object's event worth a reconcile, recording on the way the normalised
-/// spec fingerprint that lets the diff recognise it as converged cheaply.
-fn managed_fingerprint<K: ManagedResource>(object: &K, prints: &SpecPrints) -> u64 {
-    let meta = object.meta();
-    let spec_print = crate::resources::spec_fingerprint(&K::KIND.normalize(&object.spec_value()));
-    if let (Some(uid), Some(rv)) = (&meta.uid, &meta.resource_version) {
-        prints
-            .write()
-            .expect("not poisoned")
-            .insert(uid.clone(), (rv.clone(), spec_print));
-    }
-    worth_a_reconcile(spec_print, meta)
-}
-
 /// What, of a managed object, makes its change worth a reconcile: its spec (as a fingerprint),
 /// labels, owners, and whether it is being deleted.
 fn worth_a_reconcile(
@@ -997,37 +934,6 @@ fn worth_a_reconcile(
         owners,
         meta.deletion_timestamp.is_some(),
     ))
-}
-
-/// A label-selected watch of one managed kind, cached, mapped to the policy named in its label.
-fn managed_watch<K: ManagedResource>(
-    client: &Client,
-    listed: impl FnMut() + Send + 'static,
-    prints: &SpecPrints,
-) -> (
-    Store<K>,
-    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
-) {
-    let (store, writer) = reflector::store();
-    let events = watcher(
-        Api::<K>::all(client.clone()),
-        watcher::Config::default().labels(MANAGED_SELECTOR),
-    )
-    .default_backoff()
-    .modify(K::strip)
-    .reflect(writer);
-    let (record, forget) = (prints.clone(), prints.clone());
-    let stream = changes(
-        events,
-        move |o: &K| managed_fingerprint(o, &record),
-        listed,
-        move |o: &K| {
-            if let Some(uid) = &o.meta().uid {
-                forget.write().expect("not poisoned").remove(uid);
-            }
-        },
-    );
-    (store, stream)
 }
 
 /// A watch of every StorageClass, cached; each change triggers every policy.
@@ -1076,11 +982,17 @@ fn trigger_all<K>(
     })
 }
 
-fn policy_of<K: Resource>(object: K) -> Option<ObjectRef<Guarded>> {
-    object
-        .labels()
-        .get(POLICY_LABEL)
-        .map(|name| ObjectRef::new(name))
+/// The policy a managed object's change concerns: the one named in its label.
+fn policy_of<K: ManagedResource>(
+    change: Result<Cached<K>, watcher::Error>,
+) -> future::Ready<Option<ObjectRef<Guarded>>> {
+    future::ready(match change {
+        Ok(object) => object.policy().map(ObjectRef::new),
+        Err(e) => {
+            warn!(kind = %K::KIND, error = %e, "managed-object watch failed; retrying with backoff");
+            None
+        }
+    })
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
@@ -1094,7 +1006,6 @@ pub async fn run(
     // move overlaps anywhere, so they trigger every policy; policies are few.
     let (all_tx, all_rx) = mpsc::unbounded_channel::<()>();
     let synced = Synced::new(6);
-    let spec_prints = SpecPrints::default();
 
     let mut policy_config = watcher::Config::default();
     if let Some(selector) = &settings.policy_selector {
@@ -1122,36 +1033,29 @@ pub async fn run(
         let _ = policy_tx.send(());
     });
 
-    let (namespaces, ns_writer) = reflector::store();
-    let ns_events = watcher(
+    let (namespaces, ns_stream) = cache::watch(
         Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
         watcher::Config::default(),
-    )
-    .default_backoff()
-    .modify(|ns: &mut PartialObjectMeta<Namespace>| {
-        ns.metadata.managed_fields = None;
-        ns.metadata.annotations = None;
-    })
-    .reflect(ns_writer);
-    let ns_stream = changes(
-        ns_events,
-        |ns: &PartialObjectMeta<Namespace>| {
-            fingerprint((
-                &ns.metadata.labels,
-                ns.metadata.deletion_timestamp.is_some(),
-            ))
-        },
         on_listed(&synced, &all_tx),
-        |_| {},
     );
     let ns_stream = trigger_all(ns_stream, all_tx.clone(), "namespace");
 
-    let (limit_ranges, lr_stream) =
-        managed_watch::<LimitRange>(&client, on_listed(&synced, &all_tx), &spec_prints);
-    let (quotas, rq_stream) =
-        managed_watch::<ResourceQuota>(&client, on_listed(&synced, &all_tx), &spec_prints);
-    let (pdbs, pdb_stream) =
-        managed_watch::<PodDisruptionBudget>(&client, on_listed(&synced, &all_tx), &spec_prints);
+    let managed = || watcher::Config::default().labels(MANAGED_SELECTOR);
+    let (limit_ranges, lr_stream) = cache::watch(
+        Api::<LimitRange>::all(client.clone()),
+        managed(),
+        on_listed(&synced, &all_tx),
+    );
+    let (quotas, rq_stream) = cache::watch(
+        Api::<ResourceQuota>::all(client.clone()),
+        managed(),
+        on_listed(&synced, &all_tx),
+    );
+    let (pdbs, pdb_stream) = cache::watch(
+        Api::<PodDisruptionBudget>::all(client.clone()),
+        managed(),
+        on_listed(&synced, &all_tx),
+    );
     let (storage_classes, sc_stream) =
         class_watch(&client, on_listed(&synced, &all_tx), all_tx.clone());
     // StorageClasses are few; any change (a class created or deleted changes the allow-list
@@ -1166,7 +1070,6 @@ pub async fn run(
         quotas,
         pdbs,
         storage_classes,
-        spec_prints: spec_prints.clone(),
     };
     let reporter = Reporter {
         controller: "tenantry".into(),
@@ -1207,9 +1110,9 @@ pub async fn run(
 
     Controller::for_stream(policy_stream, policies)
         .with_config(ControllerConfig::default().concurrency(settings.reconcile_concurrency))
-        .watches_stream(lr_stream, policy_of)
-        .watches_stream(rq_stream, policy_of)
-        .watches_stream(pdb_stream, policy_of)
+        .reconcile_on(lr_stream.filter_map(policy_of))
+        .reconcile_on(rq_stream.filter_map(policy_of))
+        .reconcile_on(pdb_stream.filter_map(policy_of))
         .reconcile_all_on(all_trigger)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)

@@ -22,33 +22,33 @@ pub enum Action {
     /// The object does not exist (as far as the cache knows): create it, failing if it does.
     Create {
         desired: Desired,
-        drift: Option<Drift>,
+        drift: Option<Box<Drift>>,
     },
     /// Server-side apply, on the condition that the object is still the one seen (its uid).
     Apply {
         desired: Desired,
         uid: String,
-        drift: Option<Drift>,
+        drift: Option<Box<Drift>>,
     },
     /// Live holds fields, or owner references, that apply cannot remove: a JSON merge patch on
     /// the condition that the object is unchanged since seen (its resourceVersion).
     Replace {
         desired: Desired,
         patch: Value,
-        drift: Option<Drift>,
+        drift: Option<Box<Drift>>,
     },
     /// A StorageClass whose immutable fields must change: delete the live one (on the condition
     /// that it is still the one seen) and create it anew.
     Recreate {
         desired: Desired,
-        live: Live,
+        live: Box<Live>,
         /// The immutable fields that differ, for the Event that says why.
         changed: Vec<&'static str>,
     },
     /// No longer wanted, deletionPolicy Delete.
-    Delete { live: Live },
+    Delete { live: Box<Live> },
     /// No longer wanted, deletionPolicy Retain: Tenantry's labels and ownerReference removed.
-    Release { live: Live, patch: Value },
+    Release { live: Box<Live>, patch: Value },
 }
 
 impl Action {
@@ -66,7 +66,7 @@ impl Action {
         match self {
             Action::Create { drift, .. }
             | Action::Apply { drift, .. }
-            | Action::Replace { drift, .. } => drift.as_ref(),
+            | Action::Replace { drift, .. } => drift.as_deref(),
             _ => None,
         }
     }
@@ -133,10 +133,10 @@ pub fn plan<L: LiveIndex + ?Sized>(
         let drift = |l: Option<&Live>| {
             let changed_by = l.and_then(|l| l.foreign_manager.clone());
             (known_converged.contains(&d.key.fingerprint()) || changed_by.is_some()).then(|| {
-                Drift {
+                Box::new(Drift {
                     changed_by,
                     deleted: l.is_none(),
-                }
+                })
             })
         };
         if live.converged(&d.key, owner, d.fingerprint) == Some(true) {
@@ -153,7 +153,7 @@ pub fn plan<L: LiveIndex + ?Sized>(
                 let changed = immutable_changes(d, &l);
                 plan.actions.push(Action::Recreate {
                     desired: d.clone(),
-                    live: l,
+                    live: Box::new(l),
                     changed,
                 })
             }
@@ -181,10 +181,13 @@ pub fn plan<L: LiveIndex + ?Sized>(
     for l in unwanted.into_iter().filter_map(|k| live.get(&k)) {
         if l.is_owned_by(owner) && !l.deleting {
             plan.actions.push(match deletion_policy {
-                DeletionPolicy::Delete => Action::Delete { live: l },
+                DeletionPolicy::Delete => Action::Delete { live: Box::new(l) },
                 DeletionPolicy::Retain => {
                     let patch = release_patch(&l, owner);
-                    Action::Release { live: l, patch }
+                    Action::Release {
+                        live: Box::new(l),
+                        patch,
+                    }
                 }
             });
         }
@@ -205,7 +208,10 @@ pub fn release_all<L: LiveIndex + ?Sized>(owner: &Owner, live: &L) -> Vec<Action
         .filter(|l| l.is_owned_by(owner) && !l.deleting)
         .map(|l| {
             let patch = release_patch(&l, owner);
-            Action::Release { live: l, patch }
+            Action::Release {
+                live: Box::new(l),
+                patch,
+            }
         })
         .collect()
 }

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod apply;
 pub mod audit;
+pub mod cache;
 pub mod controller;
 pub mod crd;
 pub mod diff;

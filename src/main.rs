@@ -251,8 +251,50 @@ async fn check_kubernetes_version(client: &kube::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// glibc malloc as the controller needs it, unless the environment says otherwise (glibc reads
+/// `MALLOC_ARENA_MAX` and `MALLOC_MMAP_THRESHOLD_` itself). Set before the runtime starts any
+/// thread.
+///
+/// - One arena: glibc gives each thread that allocates its own (up to 8 per core), and memory
+///   freed in one is not reused by the others; with the runtime's worker threads taking turns at
+///   decoding watch events and building plans, resident memory grew well beyond what the
+///   controller holds (at 1,000 namespaces, 31 MiB peak against 27 MiB with one arena).
+/// - A fixed mmap threshold: by default it rises to the size of the largest block freed, so after
+///   the first large reconcile its multi-MiB buffers (plans, outcomes, hash tables) come from the
+///   heap, between long-lived cache entries, and stay resident once freed. Fixed at 128 KiB they
+///   are mapped and unmapped on their own.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_malloc() {
+    const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
+    const M_ARENA_MAX: std::ffi::c_int = -8;
+    unsafe extern "C" {
+        fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+    }
+    for (variable, param, value) in [
+        ("MALLOC_ARENA_MAX", M_ARENA_MAX, 1),
+        ("MALLOC_MMAP_THRESHOLD_", M_MMAP_THRESHOLD, 128 * 1024),
+    ] {
+        if std::env::var_os(variable).is_none() {
+            // SAFETY: mallopt only changes an allocator tunable; no other thread runs yet.
+            unsafe {
+                mallopt(param, value);
+            }
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_malloc() {}
+
+fn main() -> anyhow::Result<()> {
+    tune_malloc();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(cli())
+}
+
+async fn cli() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Crd => print!("{}", tenantry::crd::crd_yaml()),
         Command::Audit {

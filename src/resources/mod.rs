@@ -305,7 +305,7 @@ pub fn managed_labels(policy: &str) -> BTreeMap<String, String> {
     ])
 }
 
-/// A managed object as the cache holds it: what the diff needs, nothing more.
+/// A managed object as the diff sees it: what the diff needs, nothing more.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Live {
     pub key: ObjectKey,
@@ -313,6 +313,8 @@ pub struct Live {
     pub resource_version: String,
     pub labels: BTreeMap<String, String>,
     pub owner_references: Vec<OwnerReference>,
+    /// As stored, or already normalised (the controller's cache keeps only that form); the diff
+    /// normalises it either way, normalising being idempotent.
     pub spec: Value,
     /// The manager other than Tenantry that last wrote the spec, when managedFields tell.
     pub foreign_manager: Option<String>,
