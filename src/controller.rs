@@ -178,7 +178,7 @@ impl LiveIndex for Stores {
             let name = class.metadata.name.as_deref().unwrap_or_default();
             let labels = class.metadata.labels.as_ref();
             if labels.and_then(|l| l.get(POLICY_LABEL)).map(String::as_str) == Some(policy)
-                && live_of_class(&class).is_tenantry_managed()
+                && is_tenantry_class(&class)
                 && keep(Kind::StorageClass, "", name)
             {
                 keys.push(ObjectKey {
@@ -232,7 +232,7 @@ impl Stores {
                 self.storage_classes
                     .state()
                     .iter()
-                    .filter(|c| live_of_class(c).is_tenantry_managed())
+                    .filter(|c| is_tenantry_class(c))
                     .count(),
             ),
         ] {
@@ -934,6 +934,17 @@ fn worth_a_reconcile(
         owners,
         meta.deletion_timestamp.is_some(),
     ))
+}
+
+/// The class cache holds every class; only those labelled managed-by=tenantry are ours.
+fn is_tenantry_class(class: &StorageClass) -> bool {
+    class
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(crate::api::MANAGED_BY_LABEL))
+        .map(String::as_str)
+        == Some(crate::api::MANAGED_BY_VALUE)
 }
 
 /// A watch of every StorageClass, cached; each change triggers every policy.

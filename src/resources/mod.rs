@@ -408,10 +408,22 @@ pub fn strip_metadata(meta: &mut ObjectMeta) {
 
 /// The uniform view of a cached object.
 pub fn live_of<K: ManagedResource>(object: &K) -> Live {
-    let meta = object.meta();
+    live_from_meta(K::KIND, object.meta(), object.spec_value())
+}
+
+/// The uniform view of a cached StorageClass (cluster-scoped, so not a [`ManagedResource`]).
+pub fn live_of_class(class: &StorageClass) -> Live {
+    live_from_meta(
+        Kind::StorageClass,
+        &class.metadata,
+        storage_class::spec_of(class),
+    )
+}
+
+fn live_from_meta(kind: Kind, meta: &ObjectMeta, spec: Value) -> Live {
     Live {
         key: ObjectKey {
-            kind: K::KIND,
+            kind,
             namespace: meta.namespace.clone().unwrap_or_default(),
             name: meta.name.clone().unwrap_or_default(),
         },
@@ -419,30 +431,7 @@ pub fn live_of<K: ManagedResource>(object: &K) -> Live {
         resource_version: meta.resource_version.clone().unwrap_or_default(),
         labels: meta.labels.clone().unwrap_or_default(),
         owner_references: meta.owner_references.clone().unwrap_or_default(),
-        spec: object.spec_value(),
-        foreign_manager: meta
-            .managed_fields
-            .as_ref()
-            .and_then(|m| m.first())
-            .and_then(|e| e.manager.clone()),
-        deleting: meta.deletion_timestamp.is_some(),
-    }
-}
-
-/// The uniform view of a cached StorageClass (cluster-scoped, so not a [`ManagedResource`]).
-pub fn live_of_class(class: &StorageClass) -> Live {
-    let meta = &class.metadata;
-    Live {
-        key: ObjectKey {
-            kind: Kind::StorageClass,
-            namespace: String::new(),
-            name: meta.name.clone().unwrap_or_default(),
-        },
-        uid: meta.uid.clone().unwrap_or_default(),
-        resource_version: meta.resource_version.clone().unwrap_or_default(),
-        labels: meta.labels.clone().unwrap_or_default(),
-        owner_references: meta.owner_references.clone().unwrap_or_default(),
-        spec: storage_class::spec_of(class),
+        spec,
         foreign_manager: meta
             .managed_fields
             .as_ref()
