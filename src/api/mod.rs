@@ -12,6 +12,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod failure;
+pub use failure::{Failure, FailureReason};
+
 /// A DNS-1123 subdomain: the names of LimitRanges, ResourceQuotas, PDBs and StorageClasses.
 pub const DNS_SUBDOMAIN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
@@ -34,8 +37,6 @@ fn at_most_rule(a: &str, b: &str) -> Rule {
     Rule::new(at_most(a, b)).message(format!("{a} must not exceed {b} for any resource").as_str())
 }
 
-/// API group of every Tenantry resource.
-pub const GROUP: &str = "tenantry.io";
 /// Field manager for every server-side apply Tenantry makes.
 pub const FIELD_MANAGER: &str = "tenantry";
 /// Label on every object Tenantry manages: `app.kubernetes.io/managed-by: tenantry`.
@@ -43,6 +44,13 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "tenantry";
 /// Label naming the TenantPolicy that owns a managed object.
 pub const POLICY_LABEL: &str = "tenantry.io/policy";
+/// Label selector of the objects Tenantry manages (its watches, `plan`, `audit`).
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=tenantry";
+
+/// The one check of whether labels mark an object as Tenantry's (whichever policy).
+pub fn is_managed(labels: &BTreeMap<String, String>) -> bool {
+    labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+}
 /// Namespaces a selector never reaches: they are governed only when named in `spec.namespaces`.
 pub const PROTECTED_NAMESPACES: [&str; 4] = [
     "kube-system",
@@ -403,25 +411,6 @@ pub struct TenantPolicyStatus {
     /// The StorageClasses this policy owns and their state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub storage_classes: Vec<StorageClassState>,
-}
-
-/// One problem with one object.
-#[derive(
-    Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
-)]
-#[serde(rename_all = "camelCase")]
-pub struct Failure {
-    /// Namespace of the object; empty for cluster-scoped objects.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub namespace: String,
-    /// Kind of the object.
-    pub kind: String,
-    /// Name of the object.
-    pub name: String,
-    /// CamelCase reason, such as NotOwned or ApplyFailed.
-    pub reason: String,
-    /// What went wrong.
-    pub message: String,
 }
 
 /// State of one StorageClass the policy owns.

@@ -32,13 +32,6 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [
-        Kind::LimitRange,
-        Kind::ResourceQuota,
-        Kind::PodDisruptionBudget,
-        Kind::StorageClass,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::LimitRange => "LimitRange",
@@ -196,10 +189,7 @@ pub struct ObjectKey {
 impl ObjectKey {
     /// A compact stand-in for the key (for sets of many keys).
     pub fn fingerprint(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.hash(&mut hasher);
-        hasher.finish()
+        crate::fingerprint::fingerprint(self)
     }
 }
 
@@ -248,10 +238,7 @@ pub struct Desired {
 /// A hash of the normalised spec, computed once per desired item and once per watch event of a
 /// live object, so converged objects are recognised without rebuilding their JSON.
 pub fn spec_fingerprint(normalized: &Value) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    normalized.to_string().hash(&mut hasher);
-    hasher.finish()
+    crate::fingerprint::fingerprint(normalized.to_string())
 }
 
 impl Desired {
@@ -328,7 +315,7 @@ impl Live {
 
     /// Carries Tenantry's managed-by label (whichever policy).
     pub fn is_tenantry_managed(&self) -> bool {
-        self.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+        crate::api::is_managed(&self.labels)
     }
 
     /// Labelled for this policy and controlled by this very policy object (same uid).
