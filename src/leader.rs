@@ -4,7 +4,7 @@
 //! Writes are fenced: [`Leadership::holds`] is checked before each one, and a leader that cannot
 //! renew within the renew deadline stops writing and exits.
 //!
-//! The Lease is the one object written outside `writer.rs`: it is what leadership is, so it
+//! The Lease is the one object written outside `apply.rs`: it is what leadership is, so it
 //! cannot be fenced by it.
 
 use std::sync::Arc;

@@ -8,17 +8,18 @@
 //!   -> select    which namespaces a policy governs and which policy wins each kind there
 //!   -> resources build the desired objects, one builder per kind
 //!   -> diff      desired against cached live state: the writes, none when converged
-//!   -> writer    the one module that writes (objects, status, finalizer, Events, dry runs),
-//!                fenced by leadership (leader.rs, whose Lease is the only other write)
+//!   -> apply     the writer, the one module that writes (objects, status, finalizer, Events,
+//!                dry runs), fenced by leadership (leader.rs, whose Lease is the only other write)
 //!   -> report    outcomes -> the status summary, Events as data, when to look again
 //!   -> status    the summary -> kstatus conditions and counts
 //! ```
 //!
-//! All of them but `cache::watch`, `writer` and `controller` (which sequences the steps:
+//! All of them but `cache::watch`, `apply` and `controller` (which sequences the steps:
 //! `controller::reconcile`) are pure, and unit-tested without a client. `cli` holds the
 //! `plan` and `audit` commands.
 
 pub mod api;
+pub mod apply;
 pub mod cache;
 pub mod cli;
 pub mod controller;
@@ -34,4 +35,3 @@ pub mod resources;
 pub mod select;
 pub mod status;
 pub mod validate;
-pub mod writer;

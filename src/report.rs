@@ -5,12 +5,12 @@
 use std::collections::{BTreeSet, HashSet};
 
 use crate::api::FailureReason;
+use crate::apply::Outcome;
 use crate::diff::Drift;
 use crate::message::{self, listing};
 use crate::resources::{Kind, ObjectKey};
 use crate::select::{Shadowed, ShadowedClass};
 use crate::status::{self, Summary};
-use crate::writer::Outcome;
 
 /// Event notes are cut to this many bytes (the API server refuses longer ones).
 pub const MAX_NOTE: usize = 1000;

@@ -14,13 +14,13 @@ use serde_json::Value;
 
 use super::Output;
 use crate::api::TenantPolicy;
+use crate::apply::Writer;
 use crate::diff::{self, Action, LiveIndex};
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use crate::resources::{Live, Owner};
 use crate::select::{self, Candidate, NamespaceInfo};
 use crate::validate;
-use crate::writer::Writer;
 
 /// One change to one object.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::api::TenantPolicyStatus;
+use crate::apply::{NOT_OWNED_RECHECK, NotOwned};
 use crate::report::{Next, Reported};
 use crate::status;
-use crate::writer::{NOT_OWNED_RECHECK, NotOwned};
 
 /// Periodic safety resync of a converged policy (changes are watch-driven; this is a backstop).
 pub const RESYNC: Duration = Duration::from_secs(300);

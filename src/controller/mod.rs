@@ -18,12 +18,12 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::api::MANAGED_SELECTOR;
+use crate::apply::Writer;
 use crate::cache::watch::{self, CachesGone, Synced};
 use crate::cache::{Guarded, Stores};
 use crate::leader::Leadership;
 use crate::metrics::{ErrorLabels, KindLabels, Metrics};
 use crate::resources::Kind;
-use crate::writer::Writer;
 pub use memory::{Memories, PolicyMemory, RESYNC};
 pub use reconcile::reconcile;
 

@@ -13,6 +13,7 @@ use tracing::{info, warn};
 
 use super::{Context, Error};
 use crate::api::{DeletionPolicy, TenantPolicy};
+use crate::apply::Outcome;
 use crate::cache::{Guarded, Stores};
 use crate::diff::{self, LiveIndex};
 use crate::report::{self, EventNote, Facts, Severity};
@@ -20,7 +21,6 @@ use crate::resources::Owner;
 use crate::select::{self, Assignment, Candidate, NamespaceInfo};
 use crate::status::{self, Summary};
 use crate::validate;
-use crate::writer::Outcome;
 
 pub async fn reconcile(guard: Arc<Guarded>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     ctx.synced.wait().await?;
