@@ -195,6 +195,8 @@ pub fn compute(
         } else {
             summary.storage_classes.clone()
         },
+        // Filled once the allocator is wired into the pipeline (issue 15).
+        shared_quotas: Vec::new(),
     }
 }
 
