@@ -4,6 +4,7 @@
 //! Data flows one way: watch -> [`select`] -> [`resources`] (build) -> [`diff`] -> [`apply`] ->
 //! [`status`]. All but `apply` (the one module that writes) and [`controller`] (wiring) are pure.
 
+pub mod allocator;
 pub mod api;
 pub mod apply;
 pub mod audit;
