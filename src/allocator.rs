@@ -11,11 +11,14 @@
 //! - A lowering is written at once but credited nothing until `status.hard` is observed lowered,
 //!   and then only with what it provably freed: its part counts at the larger of its new size and
 //!   the highest `status.used` seen from the lowering write until it was enforced.
-//! - A raise (or a creation) is written only when it fits beside what every part *commits*:
+//! - A raise is written only when it fits beside what every part *commits*:
 //!   max(spec, status, used, that highest use while a lowering is pending). A raise that needs a
 //!   lowering to be enforced first is withheld and returned by a later run.
-//! - A part just created limits nothing until its status is written (the window Kubernetes
-//!   leaves); it counts at its spec size from the moment it is created.
+//! - A part is created at zero, and sized once kube-controller-manager has reported in its
+//!   status what the namespace already uses (a namespace joins with the pods it has): until then
+//!   its use is unknown, so nothing is raised anywhere either. (A part just
+//!   created limits nothing until its status is written: the window Kubernetes leaves. It counts
+//!   at its spec size from the moment it is created.)
 //! - A part missing a resource of the budget limits nothing of it: no raise of that resource
 //!   anywhere until every part carries it.
 //!
@@ -253,11 +256,9 @@ fn commitments(part: &Part, mem: &PartMemory) -> BTreeMap<String, Option<Milli>>
     resources
         .into_iter()
         .map(|resource| {
-            let status = match &part.status {
-                // Until kube-controller-manager writes status, the part counts at its spec.
-                None => Some(0),
-                Some(status) => status.get(resource).copied(),
-            };
+            // Until kube-controller-manager writes status, the part limits nothing and its use
+            // (pods there before it joined) is unknown: nothing can be proven free.
+            let status = part.status.as_ref().and_then(|s| s.get(resource)).copied();
             let enforced = spec
                 .get(resource)
                 .copied()
@@ -272,9 +273,11 @@ fn commitments(part: &Part, mem: &PartMemory) -> BTreeMap<String, Option<Milli>>
         .collect()
 }
 
-/// What one part commits of `resource`: 0 without a part, `None` when unlimited.
+/// What one part commits of `resource`; `None` when unlimited or not known: a namespace joining
+/// (no part yet) or a part without status may already use any amount.
 fn committed_of(observed: &Observed, i: usize, part: &Part, resource: &str) -> Option<Milli> {
     match &part.spec {
+        None if part.selected => None,
         None => Some(0),
         Some(_) => observed.committed[i].get(resource).copied().flatten(),
     }
@@ -373,6 +376,9 @@ fn shrink_to_use(available: Milli, step: Milli, lines: &[Line], total_used: Mill
         return kept;
     }
     let available = available.max(0);
+    if total_used == 0 {
+        return vec![0; lines.len()]; // leavers still hold the whole budget
+    }
     lines
         .iter()
         .zip(kept)
@@ -455,6 +461,10 @@ fn reclaim(sizes: &mut [Milli], lines: &[Line], target: Milli, excess: Milli) ->
     freed
 }
 
+/// What is free of the budget per resource, by what the parts commit; `None` where nothing can
+/// be proven free (a part is unlimited, or its use is not known yet).
+type Free<'a> = BTreeMap<&'a String, Option<Milli>>;
+
 /// The writes that bring the parts to their targets safely, and the memory after them.
 fn write(
     budget: &Amounts,
@@ -462,7 +472,7 @@ fn write(
     observed: &Observed,
     targets: &[Amounts],
 ) -> (Vec<Write>, Memory) {
-    let mut free: BTreeMap<&String, Option<Milli>> = budget
+    let mut free: Free = budget
         .iter()
         .map(|(resource, &hard)| {
             let held = parts.iter().enumerate().try_fold(0, |sum: Milli, (i, p)| {
@@ -475,62 +485,84 @@ fn write(
     let (mut deletes, mut lowers, mut creates, mut raises) = (vec![], vec![], vec![], vec![]);
     for (i, part) in parts.iter().enumerate() {
         let mut mem = observed.memory[i].clone();
-        if !part.selected {
-            if part.spec.is_some() {
-                deletes.push(Write::Delete {
-                    namespace: part.namespace.clone(),
-                });
-                memory.parts.insert(part.namespace.clone(), mem);
-            }
-            continue;
-        }
-        let current = part.spec.clone().unwrap_or_default();
-        let mut hard = current.clone();
-        let mut raised = false;
-        for (resource, &target) in &targets[i] {
-            let now = current.get(resource).copied();
-            let size = match now {
-                // Lowering (or limiting a resource the part lacked): at once, credited later.
-                Some(s) if target < s => lower(&mut mem, part, resource, target),
-                None if part.spec.is_some() => lower(&mut mem, part, resource, target),
-                Some(s) if target == s => s,
-                _ => {
-                    let raise = Raise {
-                        resource,
-                        target,
-                        now,
-                        before: committed_of(observed, i, part, resource),
-                    };
-                    let fitted = fit(raise, part, &mem, free.get_mut(resource));
-                    raised |= fitted > now.unwrap_or(0);
-                    fitted
-                }
-            };
-            hard.insert(resource.clone(), size);
-        }
-        hard.retain(|resource, _| budget.contains_key(resource));
-        if part.spec.is_some() && hard == current {
-            // Nothing remembered (a restart): what is there is taken as ours. Otherwise a
-            // restore that has to wait keeps what was written in memory.
-            if mem.written.is_none() {
-                mem.written = Some(hard);
-                mem.used_when_written = part.used.clone();
-            }
-            memory.parts.insert(part.namespace.clone(), mem);
-            continue;
-        }
-        mem.written = Some(hard.clone());
-        mem.used_when_written = part.used.clone();
         let namespace = part.namespace.clone();
-        memory.parts.insert(namespace.clone(), mem);
-        match (&part.spec, raised) {
-            (None, _) => creates.push(Write::Create { namespace, hard }),
-            (Some(_), false) => lowers.push(Write::SetHard { namespace, hard }),
-            (Some(_), true) => raises.push(Write::SetHard { namespace, hard }),
+        match &part.spec {
+            Some(_) if !part.selected => deletes.push(Write::Delete { namespace }),
+            None if !part.selected => continue,
+            None => {
+                // Created at zero: what its namespace already uses is unknown until
+                // kube-controller-manager reports it in the part's status. Sized on the next run.
+                let hard: Amounts = budget.keys().map(|r| (r.clone(), 0)).collect();
+                mem = PartMemory {
+                    written: Some(hard.clone()),
+                    ..PartMemory::default()
+                };
+                creates.push(Write::Create { namespace, hard });
+            }
+            Some(current) => {
+                let (hard, raised) =
+                    resize(budget, part, observed, i, &targets[i], &mut mem, &mut free);
+                if hard == *current {
+                    // Nothing remembered (a restart): what is there is taken as ours. Otherwise a
+                    // restore that has to wait keeps what was written in memory.
+                    if mem.written.is_none() {
+                        mem.written = Some(hard);
+                        mem.used_when_written = part.used.clone();
+                    }
+                } else {
+                    mem.written = Some(hard.clone());
+                    mem.used_when_written = part.used.clone();
+                    let write = Write::SetHard { namespace, hard };
+                    if raised {
+                        raises.push(write)
+                    } else {
+                        lowers.push(write)
+                    }
+                }
+            }
         }
+        memory.parts.insert(part.namespace.clone(), mem);
     }
     let writes = [deletes, lowers, creates, raises].concat();
     (writes, memory)
+}
+
+/// The spec.hard an existing part gets this run (every lowering, the raises that fit), and
+/// whether it raises anything.
+fn resize(
+    budget: &Amounts,
+    part: &Part,
+    observed: &Observed,
+    i: usize,
+    targets: &Amounts,
+    mem: &mut PartMemory,
+    free: &mut Free,
+) -> (Amounts, bool) {
+    let current = part.spec.clone().unwrap_or_default();
+    let mut hard = current.clone();
+    hard.retain(|resource, _| budget.contains_key(resource));
+    let mut raised = false;
+    for (resource, &target) in targets {
+        let size = match current.get(resource).copied() {
+            // Lowering (or limiting a resource the part lacked): at once, credited later.
+            Some(now) if target < now => lower(mem, part, resource, target),
+            None => lower(mem, part, resource, target),
+            Some(now) if target == now => now,
+            Some(now) => {
+                let raise = Raise {
+                    resource,
+                    target,
+                    now,
+                    before: committed_of(observed, i, part, resource),
+                };
+                let fitted = fit(raise, part, mem, free.get_mut(resource));
+                raised |= fitted > now;
+                fitted
+            }
+        };
+        hard.insert(resource.clone(), size);
+    }
+    (hard, raised)
 }
 
 /// Records a lowering of `resource` to `target` (its use seen so far) and returns the new size.
@@ -540,8 +572,7 @@ fn lower(mem: &mut PartMemory, part: &Part, resource: &str, target: Milli) -> Mi
     target
 }
 
-/// The largest size up to `target` that fits in what is `free` of the budget (a raise that does
-/// not fit whole is withheld: the part keeps `now`; a new part is created at what fits).
+/// `target` when the raise fits in what is `free` of the budget, else (withheld) `now`.
 fn fit(raise: Raise, part: &Part, mem: &PartMemory, free: Option<&mut Option<Milli>>) -> Milli {
     let Raise {
         resource,
@@ -550,7 +581,7 @@ fn fit(raise: Raise, part: &Part, mem: &PartMemory, free: Option<&mut Option<Mil
         before,
     } = raise;
     let (Some(Some(free)), Some(before)) = (free, before) else {
-        return now.unwrap_or(0); // unlimited somewhere: no raise can be proven safe
+        return now; // nothing can be proven free
     };
     // What the part commits whatever its spec: its enforced status, its use, a pending peak.
     let status = part.status.as_ref().and_then(|s| s.get(resource)).copied();
@@ -560,27 +591,20 @@ fn fit(raise: Raise, part: &Part, mem: &PartMemory, free: Option<&mut Option<Mil
         .flatten()
         .max()
         .unwrap_or(0);
-    let cost = |size: Milli| (size.max(floor) - before).max(0);
-    if cost(target) <= *free {
-        *free -= cost(target);
-        return target;
+    let cost = (target.max(floor) - before).max(0);
+    if cost > *free {
+        return now;
     }
-    match now {
-        Some(now) => now,
-        None => {
-            let size = (before + *free).clamp(0, target);
-            *free -= cost(size);
-            size
-        }
-    }
+    *free -= cost;
+    target
 }
 
 /// A raise of one resource of one part to `target`, from `now` (its spec) and `before` (what it
-/// commits now; `None`: unlimited).
+/// commits now; `None`: not known).
 struct Raise<'a> {
     resource: &'a str,
     target: Milli,
-    now: Option<Milli>,
+    now: Milli,
     before: Option<Milli>,
 }
 
@@ -729,6 +753,19 @@ mod tests {
         let writes = cluster.run(&pods(20));
         assert_eq!(writes.len(), 4);
         assert!(writes.iter().all(|w| matches!(w, Write::Create { .. })));
+        for ns in ["a", "b", "c", "d"] {
+            assert_eq!(
+                cluster.hard(ns, PODS),
+                0,
+                "created at zero: its use is unknown"
+            );
+        }
+        // Nothing is raised while a part waits for its status.
+        cluster.copy("a");
+        assert!(cluster.run(&pods(20)).is_empty());
+        cluster.copy_all();
+        let writes = cluster.run(&pods(20));
+        assert_eq!(writes.len(), 4);
         // A chunk of hard/2n = 2.5, rounded down to whole pods.
         for ns in ["a", "b", "c", "d"] {
             assert_eq!(cluster.hard(ns, PODS), 2000);
@@ -976,7 +1013,7 @@ mod tests {
         assert_eq!(step("requests.memory"), 1000);
         let mut cluster = Cluster::with_namespaces(&["a", "b", "c"]);
         let budget = amounts(&[("requests.cpu", 1000)]);
-        cluster.run(&budget);
+        cluster.settle(&budget, 3);
         assert_eq!(cluster.hard("a", "requests.cpu"), 166);
     }
 
