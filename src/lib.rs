@@ -18,6 +18,7 @@
 //! `controller::reconcile`) are pure, and unit-tested without a client. `cli` holds the
 //! `plan` and `audit` commands.
 
+pub mod allocator;
 pub mod api;
 pub mod apply;
 pub mod cache;

@@ -109,6 +109,8 @@ pub fn compute(
         } else {
             summary.storage_classes.clone()
         },
+        // Filled once the allocator is wired into the pipeline (issue 15).
+        shared_quotas: Vec::new(),
     }
 }
 
