@@ -35,6 +35,8 @@
 //!   (at least one step), from the free budget first, then from namespaces holding more than the
 //!   target, which are lowered to use + target (the largest surplus first, only as much as is
 //!   needed). So a rebalance writes only the parts it moves headroom between.
+//! - Where the controller knows the largest request a part refused (`Part::refused`), a part
+//!   also needs headroom while its headroom is below that request, and is raised to fit it.
 //! - When the slack is less than a step per namespace, headroom is taken from others only for a
 //!   namespace whose use grew since its part was last written (it is asking, not idle); that keeps
 //!   the last steps from moving back and forth. An idle namespace may end with no headroom then,
@@ -77,6 +79,12 @@ pub struct Part {
     /// Whether the namespace is still in the budget (selected, and the policy wins
     /// sharedQuotas there). A part of a namespace that is not is deleted.
     pub selected: bool,
+    /// The largest request admission refused against this part since it was last written, per
+    /// resource, when the controller knows it (quota admission names it in the error, which the
+    /// ReplicaSet controller repeats in its FailedCreate Events); empty otherwise. The
+    /// allocator sees use, not requests: without this, a namespace whose headroom is not
+    /// below half the target but smaller than its next request waits for the slack to change.
+    pub refused: Amounts,
 }
 
 /// What the allocator remembers of one shared budget between runs. The controller keeps one per
@@ -321,8 +329,10 @@ struct Line {
     /// The size the allocator meant the part to have: what it last wrote, else what it has.
     planned: Milli,
     used: Milli,
-    /// Use grew since the part was last written (or that is not known).
+    /// Use grew since the part was last written (or that is not known), or a request was refused.
     asking: bool,
+    /// The largest request refused (0 when not known).
+    refused: Milli,
 }
 
 impl Line {
@@ -340,14 +350,17 @@ fn line(part: &Part, mem: &PartMemory, resource: &str, index: usize) -> Line {
         .unwrap_or_else(|| spec_of(part, resource));
     let used = used(part, resource);
     // Nothing written yet (or forgotten): it may be asking.
-    let asking =
-        mem.written.is_none() || used > mem.used_when_written.get(resource).copied().unwrap_or(0);
+    let refused = part.refused.get(resource).copied().unwrap_or(0);
+    let asking = mem.written.is_none()
+        || used > mem.used_when_written.get(resource).copied().unwrap_or(0)
+        || refused > planned - used;
     Line {
         index,
         namespace: part.namespace.clone(),
         planned,
         used,
         asking,
+        refused,
     }
 }
 
@@ -400,25 +413,31 @@ fn share_headroom(available: Milli, step: Milli, lines: &[Line], slack: Milli) -
     let scarce = target < step;
 
     let mut sizes: Vec<Milli> = lines.iter().map(|l| l.planned).collect();
-    let mut free = available - sizes.iter().sum::<Milli>();
+    // A part below its use (a namespace that joined with it) holds its use all the same.
+    let held = |sizes: &[Milli], i: usize| sizes[i].max(lines[i].used);
+    let mut free = available - (0..lines.len()).map(|i| held(&sizes, i)).sum::<Milli>();
     if free < 0 {
         free += reclaim(&mut sizes, lines, target, -free);
     }
-    let needs_more = |sizes: &[Milli], i: usize| sizes[i] - lines[i].used < low;
+    let needs_more =
+        |sizes: &[Milli], i: usize| sizes[i] - lines[i].used < low.max(lines[i].refused);
     let mut needy: Vec<usize> = (0..lines.len())
         .filter(|&i| needs_more(&sizes, i))
         .collect();
     // Those asking first, then the emptiest, then by name: deterministic.
     needy.sort_by_key(|&i| (!lines[i].asking, lines[i].headroom(), &lines[i].namespace));
-    // Holding more than the target, and not needing any (a donor keeps the target).
-    let is_donor = |sizes: &[Milli], j: usize| sizes[j] - lines[j].used > target.max(low - 1);
+    // A donor keeps the target (and room for what it was refused), and does not need any.
+    let keep = |j: usize| target.max(lines[j].refused);
+    let is_donor = |sizes: &[Milli], j: usize| {
+        sizes[j] - lines[j].used > keep(j).max(low - 1).max(lines[j].refused - 1)
+    };
     let mut granted = vec![false; lines.len()];
     for i in needy {
         granted[i] = true;
-        let want = lines[i].used + grant - sizes[i];
+        let want = lines[i].used + grant.max(lines[i].refused) - held(&sizes, i);
         let from_free = want.min(free).max(0);
         free -= from_free;
-        sizes[i] += from_free;
+        let mut got = from_free;
         if from_free < want && (!scarce || lines[i].asking) {
             let mut donors: Vec<usize> = (0..lines.len())
                 .filter(|&j| !granted[j] && is_donor(&sizes, j))
@@ -429,11 +448,14 @@ fn share_headroom(available: Milli, step: Milli, lines: &[Line], slack: Milli) -
                 if missing == 0 {
                     break;
                 }
-                let give = (sizes[j] - lines[j].used - target).min(missing);
+                let give = (sizes[j] - lines[j].used - keep(j)).min(missing);
                 sizes[j] -= give;
-                sizes[i] += give;
+                got += give;
                 missing -= give;
             }
+        }
+        if got > 0 {
+            sizes[i] = held(&sizes, i) + got;
         }
     }
     sizes
@@ -1003,6 +1025,35 @@ mod tests {
         assert_eq!(cluster.hard("a", PODS), 4000);
         assert_eq!(cluster.hard("b", PODS), 0);
         assert_eq!(cluster.settle(&budget, 2), 0, "no back and forth");
+    }
+
+    #[test]
+    fn a_refused_request_larger_than_the_headroom_is_made_to_fit() {
+        let mut cluster = Cluster::with_namespaces(&["a", "b"]);
+        let cpu = |m| amounts(&[("requests.cpu", m)]);
+        let budget = cpu(2000);
+        cluster.settle(&budget, 3);
+        assert_eq!(cluster.hard("a", "requests.cpu"), 500);
+        // a uses 200m and its next pod asks 350m: 300m of headroom is above half the target, so
+        // use alone would not move anything.
+        cluster.set_used("a", "requests.cpu", 200);
+        assert!(cluster.run(&budget).is_empty());
+        cluster.part("a").refused = cpu(350);
+        let writes = cluster.run(&budget);
+        assert_eq!(
+            writes,
+            vec![Write::SetHard {
+                namespace: "a".into(),
+                hard: cpu(700)
+            }],
+            "use + the target (500m), which holds the 350m"
+        );
+        cluster.copy_all();
+        assert_eq!(
+            cluster.settle(&budget, 2),
+            0,
+            "the refusal, still reported, is met"
+        );
     }
 
     #[test]
