@@ -12,7 +12,9 @@
 //! enforced parts, max(spec, status), stays at most hard, or (after hard was lowered, a
 //! namespace joined over the budget or an admin raised a part) never grows while above it; the
 //! same for the sum of max(spec, status, used), so admission can never take use beyond hard.
-//! Then the namespaces ask for what they want, rounds of run / copy / use follow, and within a
+//! Then the namespaces ask for what they want, one request at a time (a pod, or a CPU request of
+//! a random size, admitted whole or refused; the refusal is passed to the allocator as the
+//! controller would read it from Events), rounds of run / copy / use follow, and within a
 //! bounded number of rounds the allocator reaches a fixed point (it writes nothing on its own
 //! converged output), at which a namespace that wants more than its part only waits when no
 //! budget is left unallocated.
@@ -33,6 +35,8 @@ struct Namespace {
     used: Amounts,
     /// What the namespace's workloads would use, given room.
     wants: Amounts,
+    /// The size of one of its requests (a pod, with its CPU request): admitted whole or refused.
+    request: Amounts,
     spec: Option<Amounts>,
     status: Option<Amounts>,
 }
@@ -99,6 +103,7 @@ impl Model {
                     Amounts::new()
                 },
                 selected: ns.selected,
+                refused: self.refused(ns),
             })
             .collect()
     }
@@ -288,20 +293,44 @@ impl Model {
         );
     }
 
+    /// The request admission refuses it, as the controller reads it from Events: its next
+    /// request, when that does not fit in the enforced part.
+    fn refused(&self, ns: &Namespace) -> Amounts {
+        RESOURCES
+            .iter()
+            .filter(|r| waiting(ns, r))
+            .filter(|r| {
+                let limit = ns.status.as_ref().map_or(0, |s| get(s, r));
+                get(&ns.used, r) + get(&ns.request, r) > limit
+            })
+            .map(|r| (r.to_string(), get(&ns.request, r)))
+            .collect()
+    }
+
+    /// Workloads create requests one at a time, each admitted whole while it fits.
     fn grow_to_wants(&mut self) -> bool {
         let mut grew = false;
         for i in 0..self.namespaces.len() {
             for r in RESOURCES {
                 let ns = &self.namespaces[i];
-                let (used, wants) = (get(&ns.used, r), get(&ns.wants, r));
-                if ns.selected && used < wants {
-                    self.grow(i, r, wants - used);
-                    grew |= get(&self.namespaces[i].used, r) > used;
+                let Some(limit) = ns.status.as_ref().map(|s| get(s, r)) else {
+                    continue;
+                };
+                let (used, request) = (get(&ns.used, r), get(&ns.request, r));
+                let admitted = ((limit - used) / request).min((get(&ns.wants, r) - used) / request);
+                if ns.selected && admitted > 0 {
+                    self.grow(i, r, admitted * request);
+                    grew = true;
                 }
             }
         }
         grew
     }
+}
+
+/// It wants at least one more request.
+fn waiting(ns: &Namespace, r: &str) -> bool {
+    ns.selected && get(&ns.wants, r) - get(&ns.used, r) >= get(&ns.request, r)
 }
 
 fn get(amounts: &Amounts, r: &str) -> Milli {
@@ -337,26 +366,28 @@ fn budget() -> impl Strategy<Value = Amounts> {
 
 fn namespace(i: usize) -> impl Strategy<Value = Namespace> {
     (
-        0i128..=15,
-        0i128..=4000,
-        0i128..=25,
-        0i128..=6000,
+        (0i128..=15, 0i128..=4000),
+        (0i128..=25, 0i128..=6000),
+        1i128..=600,
         any::<bool>(),
     )
         .prop_map(
-            move |(pods, cpu, want_pods, want_cpu, selected)| Namespace {
-                name: format!("ns-{i}"),
-                selected,
-                used: BTreeMap::from([
-                    ("pods".to_string(), pods * 1000),
-                    ("requests.cpu".to_string(), cpu),
-                ]),
-                wants: BTreeMap::from([
-                    ("pods".to_string(), want_pods * 1000),
-                    ("requests.cpu".to_string(), want_cpu),
-                ]),
-                spec: None,
-                status: None,
+            move |((pods, cpu), (want_pods, want_cpu), request, selected)| {
+                let amounts = |pods: Milli, cpu: Milli| {
+                    BTreeMap::from([
+                        ("pods".to_string(), pods),
+                        ("requests.cpu".to_string(), cpu),
+                    ])
+                };
+                Namespace {
+                    name: format!("ns-{i}"),
+                    selected,
+                    used: amounts(pods * 1000, cpu),
+                    wants: amounts(want_pods * 1000, want_cpu),
+                    request: amounts(1000, request),
+                    spec: None,
+                    status: None,
+                }
             },
         )
 }
@@ -393,7 +424,7 @@ fn check_no_starvation(model: &Model) {
             .sum();
         let waiting: Vec<&str> = holding
             .iter()
-            .filter(|ns| get(&ns.used, r) < get(&ns.wants, r))
+            .filter(|ns| waiting(ns, r))
             .map(|ns| ns.name.as_str())
             .collect();
         assert!(

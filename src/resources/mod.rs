@@ -4,6 +4,7 @@
 pub mod limit_range;
 pub mod pdb;
 pub mod resource_quota;
+pub mod shared_quota;
 pub mod storage_class;
 pub mod storage_quota;
 
