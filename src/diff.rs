@@ -85,6 +85,11 @@ pub trait LiveIndex {
     fn converged(&self, _key: &ObjectKey, _owner: &Owner, _fingerprint: u64) -> Option<bool> {
         None
     }
+    /// The status of a shared budget's part (the caches keep no other status); `None` when the
+    /// index does not know it.
+    fn quota_status(&self, _key: &ObjectKey) -> Option<Value> {
+        None
+    }
 }
 
 impl LiveIndex for [Live] {
@@ -139,7 +144,7 @@ pub fn compute<L: LiveIndex + ?Sized>(
                 })
             })
         };
-        if live.converged(&d.key, owner, d.fingerprint) == Some(true) {
+        if d.labels.is_none() && live.converged(&d.key, owner, d.fingerprint) == Some(true) {
             plan.converged.push(d.key.fingerprint());
             continue;
         }
@@ -230,7 +235,8 @@ enum Comparison {
 fn compare(d: &Desired, l: &Live, owner: &Owner) -> Comparison {
     let want = d.normalized.as_ref();
     let have = &d.key.kind.normalize(&l.spec);
-    let labels_ok = managed_labels(&owner.name)
+    let labels_ok = d
+        .all_labels(owner)
         .iter()
         .all(|(k, v)| l.labels.get(k) == Some(v));
     let ours = l

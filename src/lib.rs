@@ -6,7 +6,8 @@
 //! ```text
 //! cache::watch   watches fill the caches (cache, cache::stores) and say what changed
 //!   -> select    which namespaces a policy governs and which policy wins each kind there
-//!   -> resources build the desired objects, one builder per kind
+//!   -> resources build the desired objects, one builder per kind; shared_quotas sizes the parts
+//!                of shared budgets with the allocator
 //!   -> diff      desired against cached live state: the writes, none when converged
 //!   -> apply     the writer, the one module that writes (objects, status, finalizer, Events,
 //!                dry runs), fenced by leadership (leader.rs, whose Lease is the only other write)
@@ -34,5 +35,6 @@ pub mod quantity;
 pub mod report;
 pub mod resources;
 pub mod select;
+pub mod shared_quotas;
 pub mod status;
 pub mod validate;

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Display;
 
+use crate::api::SharedQuotaStatus;
 use crate::select::{Shadowed, ShadowedClass};
 
 /// How many items a listing names before it only counts the rest.
@@ -49,6 +50,32 @@ pub fn shadowed_classes(classes: &[ShadowedClass]) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     )
+}
+
+/// "; shared quota team-budget exhausted: pods" and "; ... over budget by pods 3" for a budget
+/// in that state, nothing otherwise.
+pub fn budget(state: &SharedQuotaStatus) -> String {
+    let mut text = String::new();
+    if !state.exhausted.is_empty() {
+        text.push_str(&format!(
+            "; shared quota {} exhausted: {}",
+            state.name,
+            state.exhausted.join(", ")
+        ));
+    }
+    if !state.over_budget.is_empty() {
+        let over: Vec<String> = state
+            .over_budget
+            .iter()
+            .map(|(r, q)| format!("{r} {}", q.0))
+            .collect();
+        text.push_str(&format!(
+            "; shared quota {} over budget by {} (nothing new is admitted until use falls)",
+            state.name,
+            over.join(", ")
+        ));
+    }
+    text
 }
 
 /// Cuts `text` to at most `max` bytes (on a character boundary), marking the cut with "...".

@@ -32,6 +32,16 @@ pub struct KindLabels {
     pub kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SharedQuotaLabels {
+    pub policy: String,
+    pub quota: String,
+    pub resource: String,
+}
+
+/// A gauge of a quantity in its base unit (cores, bytes, pods), which may be fractional.
+pub type QuantityGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 /// Every metric Tenantry exports.
 pub struct Metrics {
     pub reconciles: Counter,
@@ -41,6 +51,8 @@ pub struct Metrics {
     pub managed_objects: Family<KindLabels, Gauge>,
     pub drift_corrections: Family<KindLabels, Counter>,
     pub leader: Gauge,
+    pub shared_quota_hard: Family<SharedQuotaLabels, QuantityGauge>,
+    pub shared_quota_used: Family<SharedQuotaLabels, QuantityGauge>,
     registry: Registry,
     ready: AtomicBool,
 }
@@ -90,8 +102,22 @@ impl Default for Metrics {
             "1 while this instance holds the leader lease (or runs without election)",
             leader.clone(),
         );
+        let shared_quota_hard = Family::<SharedQuotaLabels, QuantityGauge>::default();
+        registry.register(
+            "shared_quota_hard",
+            "A shared budget (spec.sharedQuotas hard), per resource",
+            shared_quota_hard.clone(),
+        );
+        let shared_quota_used = Family::<SharedQuotaLabels, QuantityGauge>::default();
+        registry.register(
+            "shared_quota_used",
+            "What the namespaces of a shared budget use together (sum of the parts' status.used)",
+            shared_quota_used.clone(),
+        );
         Self {
             leader,
+            shared_quota_hard,
+            shared_quota_used,
             reconciles,
             reconcile_errors,
             reconcile_duration,

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use crate::api::FailureReason;
+use crate::api::{FailureReason, SharedQuotaStatus};
 use crate::apply::Outcome;
 use crate::diff::Drift;
 use crate::message::{self, listing};
@@ -54,6 +54,8 @@ pub struct Reported {
     failures: BTreeSet<(String, FailureReason)>,
     shadowed: usize,
     invalid: Option<String>,
+    /// (budget, resource) pairs last reported exhausted.
+    exhausted: BTreeSet<(String, String)>,
 }
 
 impl Reported {
@@ -97,6 +99,9 @@ pub struct Facts<'a> {
     /// Keys the diff found being deleted by someone else.
     pub waiting: Vec<ObjectKey>,
     pub outcomes: &'a [Outcome],
+    /// The state of each shared budget, and whether the allocator has settled.
+    pub budgets: Vec<SharedQuotaStatus>,
+    pub budgets_settled: bool,
 }
 
 /// What the controller does with a reconcile's result.
@@ -281,6 +286,27 @@ fn news_events(summary: &Summary, reported: &mut Reported) -> Vec<EventNote> {
     events
 }
 
+/// One Warning when a budget's resources become exhausted (not one per refused request: the
+/// quota admission refuses those, the Event says the budget is the reason).
+fn exhausted_events(budgets: &[SharedQuotaStatus], reported: &mut Reported) -> Vec<EventNote> {
+    let now: BTreeSet<(String, String)> = budgets
+        .iter()
+        .flat_map(|b| b.exhausted.iter().map(|r| (b.name.clone(), r.clone())))
+        .collect();
+    let new: Vec<&(String, String)> = now.difference(&reported.exhausted).collect();
+    let events = if new.is_empty() {
+        Vec::new()
+    } else {
+        let note = format!(
+            "the whole shared budget is in use, new requests are refused until use falls: {}",
+            listing(new.iter().map(|(b, r)| format!("{b} {r}")))
+        );
+        vec![EventNote::new(Severity::Warning, "SharedQuotaExhausted", note)]
+    };
+    reported.exhausted = now;
+    events
+}
+
 /// The report of one reconcile; `reported` is what earlier Events said, updated here.
 pub fn report(facts: Facts, reported: &mut Reported) -> Report {
     let mut summary = Summary {
@@ -288,15 +314,17 @@ pub fn report(facts: Facts, reported: &mut Reported) -> Report {
         selected: facts.selected.clone(),
         shadowed: facts.shadowed.clone(),
         shadowed_classes: facts.shadowed_classes.clone(),
+        shared_quotas: facts.budgets.clone(),
         ..Default::default()
     };
     let mut converged: HashSet<u64> = facts.converged.iter().copied().collect();
     let sorted = sort(&facts, &mut summary, &mut converged);
     let mut events = write_events(&sorted);
     events.extend(news_events(&summary, reported));
+    events.extend(exhausted_events(&summary.shared_quotas, reported));
     let drift_corrected = sorted.corrected.iter().map(|(k, _)| k.kind).collect();
     let transient_failures = summary.failures.iter().any(|f| !f.reason.is_terminal());
-    let next = if sorted.retry || !summary.waiting.is_empty() {
+    let next = if sorted.retry || !summary.waiting.is_empty() || !facts.budgets_settled {
         Next::Soon
     } else if transient_failures {
         Next::Backoff
@@ -342,6 +370,8 @@ mod tests {
             converged: Vec::new(),
             waiting: Vec::new(),
             outcomes,
+            budgets: Vec::new(),
+            budgets_settled: true,
         }
     }
 

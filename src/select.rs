@@ -129,6 +129,9 @@ pub struct Assignment {
     /// Objects the winners of those kinds want under the same names: ours may be adopted by them,
     /// so they are neither deleted nor released.
     pub handed_over: BTreeSet<ObjectKey>,
+    /// Namespaces where it wins `sharedQuotas`: those its budgets are shared among (their parts
+    /// are sized by the allocator, not built here).
+    pub shared_namespaces: BTreeSet<String>,
 }
 
 /// Computes the assignment of `policy` (which must be one of `candidates`); `cluster_classes`
@@ -165,7 +168,9 @@ pub fn assign(
                 continue;
             };
             let kind = section.kind();
-            if winner.name == policy.name {
+            if winner.name == policy.name && *section == Section::SharedQuotas {
+                assignment.shared_namespaces.insert(ns.name.to_string());
+            } else if winner.name == policy.name {
                 assignment.desired.extend(specs.iter().map(
                     |(name, spec, normalized, fingerprint)| Desired {
                         key: ObjectKey {
@@ -176,6 +181,7 @@ pub fn assign(
                         spec: spec.clone(),
                         normalized: normalized.clone(),
                         fingerprint: *fingerprint,
+                        labels: None,
                     },
                 ));
             } else {
@@ -184,7 +190,7 @@ pub fn assign(
                     section: *section,
                     winner: winner.name.to_owned(),
                 });
-                for (name, _) in section.build(winner.spec, cluster_classes) {
+                for name in section.names(winner.spec, cluster_classes) {
                     assignment.handed_over.insert(ObjectKey {
                         kind,
                         namespace: ns.name.to_string(),

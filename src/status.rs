@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{Failure, FailureReason, StorageClassState, TenantPolicyStatus};
+use crate::api::{
+    Failure, FailureReason, SharedQuotaStatus, StorageClassState, TenantPolicyStatus,
+};
 use crate::message;
 use crate::select::{Shadowed, ShadowedClass};
 
@@ -32,6 +34,8 @@ pub struct Summary {
     pub storage_classes: Vec<StorageClassState>,
     /// Set when the spec cannot be applied at all.
     pub invalid_spec: Option<String>,
+    /// State of each shared budget.
+    pub shared_quotas: Vec<SharedQuotaStatus>,
 }
 
 fn condition(
@@ -77,7 +81,10 @@ pub fn compute(
         .iter()
         .map(|s| s.namespace.as_str())
         .collect();
-    let in_policy = format!("{ready}/{selected} namespaces in policy");
+    let mut in_policy = format!("{ready}/{selected} namespaces in policy");
+    for budget in &summary.shared_quotas {
+        in_policy.push_str(&message::budget(budget));
+    }
     let g = summary.generation;
     let conditions = conditions(summary, &failures, &in_policy)
         .into_iter()
@@ -109,8 +116,13 @@ pub fn compute(
         } else {
             summary.storage_classes.clone()
         },
-        // Filled once the allocator is wired into the pipeline (issue 15).
-        shared_quotas: Vec::new(),
+        shared_quotas: if summary.invalid_spec.is_some() {
+            previous
+                .map(|p| p.shared_quotas.clone())
+                .unwrap_or_default()
+        } else {
+            summary.shared_quotas.clone()
+        },
     }
 }
 

@@ -44,6 +44,9 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "tenantry";
 /// Label naming the TenantPolicy that owns a managed object.
 pub const POLICY_LABEL: &str = "tenantry.io/policy";
+/// Label on the ResourceQuotas that hold a namespace's part of a shared budget, naming the
+/// `spec.sharedQuotas` item (the caches keep those quotas' status, which the allocator reads).
+pub const SHARED_QUOTA_LABEL: &str = "tenantry.io/shared-quota";
 /// Label selector of the objects Tenantry manages (its watches, `plan`, `audit`).
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=tenantry";
 

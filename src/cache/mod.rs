@@ -35,7 +35,7 @@ use kube::runtime::reflector::{Lookup, ObjectRef, Store};
 use kube::runtime::watcher;
 use serde_json::Value;
 
-use crate::api::{MANAGED_BY_LABEL, POLICY_LABEL, is_managed};
+use crate::api::{MANAGED_BY_LABEL, POLICY_LABEL, SHARED_QUOTA_LABEL, is_managed};
 use crate::fingerprint::fingerprint;
 use crate::resources::{Live, ManagedResource, ObjectKey, Owner, spec_fingerprint};
 
@@ -207,8 +207,8 @@ pub struct Cached<K> {
     pub namespace: Arc<str>,
     pub uid: Uid,
     pub resource_version: Version,
-    /// Of the object's labels, only Tenantry's two (managed-by and policy): the diff reads no
-    /// others. Shared.
+    /// Of the object's labels, only Tenantry's (managed-by, policy, shared-quota): the diff reads
+    /// no others. Shared.
     pub labels: Arc<BTreeMap<String, String>>,
     /// All of them, verbatim: patches that replace or release the controller reference keep the
     /// others. Shared.
@@ -221,6 +221,9 @@ pub struct Cached<K> {
     pub spec: Arc<Value>,
     /// [`spec_fingerprint`] of `spec`.
     pub spec_print: u64,
+    /// The status, kept only for the ResourceQuotas holding a shared budget's part
+    /// ([`SHARED_QUOTA_LABEL`]): the allocator reads their `hard` and `used`.
+    pub status: Option<Arc<Value>>,
     /// See [`Compact::changed`].
     changed: bool,
     kind: PhantomData<fn() -> K>,
@@ -309,6 +312,9 @@ impl<K: ManagedResource> Cached<K> {
 
 impl<K: ManagedResource> Compact<K> for Cached<K> {
     fn of(mut object: K) -> Self {
+        let part = (object.meta().labels.as_ref())
+            .is_some_and(|l| l.contains_key(SHARED_QUOTA_LABEL));
+        let status = part.then(|| Arc::new(object.status_value()));
         object.strip(); // leaves of managedFields the foreign manager alone
         let spec = K::KIND.normalize(&object.spec_value());
         let spec_print = spec_fingerprint(&spec);
@@ -318,7 +324,7 @@ impl<K: ManagedResource> Compact<K> for Cached<K> {
             .take()
             .unwrap_or_default()
             .into_iter()
-            .filter(|(k, _)| k == MANAGED_BY_LABEL || k == POLICY_LABEL)
+            .filter(|(k, _)| k == MANAGED_BY_LABEL || k == POLICY_LABEL || k == SHARED_QUOTA_LABEL)
             .collect();
         let owners = meta.owner_references.take().unwrap_or_default();
         Self {
@@ -336,15 +342,18 @@ impl<K: ManagedResource> Compact<K> for Cached<K> {
             deleting: meta.deletion_timestamp.is_some(),
             spec: SPECS.intern(spec_print, spec),
             spec_print,
+            status,
             changed: true,
             kind: PhantomData,
         }
     }
 
+    /// A shared budget's part also changes for policies when its status does: the allocator
+    /// moves headroom by what the parts use.
     fn same_for_policies(&self, other: &Self) -> bool {
         let print =
             |o: &Self| worth_a_reconcile(o.spec_print, &o.labels, &o.owner_references, o.deleting);
-        self.uid == other.uid && print(self) == print(other)
+        self.uid == other.uid && print(self) == print(other) && self.status == other.status
     }
 
     fn changed(&self) -> bool {

@@ -74,6 +74,16 @@ impl LiveIndex for Stores {
         keys
     }
 
+    fn quota_status(&self, key: &ObjectKey) -> Option<serde_json::Value> {
+        if key.kind != Kind::ResourceQuota {
+            return None;
+        }
+        let quota = self
+            .quotas
+            .get(&ObjectRef::new(&key.name).within(&key.namespace))?;
+        quota.status.as_deref().cloned()
+    }
+
     fn converged(&self, key: &ObjectKey, owner: &Owner, fingerprint: u64) -> Option<bool> {
         fn check<K: ManagedResource>(
             store: &Store<Cached<K>>,

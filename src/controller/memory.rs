@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::api::TenantPolicyStatus;
 use crate::apply::{NOT_OWNED_RECHECK, NotOwned};
 use crate::report::{Next, Reported};
+use crate::shared_quotas;
 use crate::status;
 
 /// Periodic safety resync of a converged policy (changes are watch-driven; this is a backstop).
@@ -28,6 +29,8 @@ pub struct PolicyMemory {
     reported: Mutex<Reported>,
     /// Consecutive reconciles that failed or left transient failures: the retry backs off.
     failures_in_a_row: AtomicU32,
+    /// The allocator's memory of each shared budget.
+    budgets: Mutex<shared_quotas::Memories>,
 }
 
 impl PolicyMemory {
@@ -63,6 +66,11 @@ impl PolicyMemory {
 
     pub fn remember_converged(&self, generation: Option<i64>, keys: HashSet<u64>) {
         *self.converged.lock().expect("not poisoned") = (generation, keys);
+    }
+
+    /// The allocator's memories of the shared budgets, for `f` to read and update.
+    pub fn budgets<T>(&self, f: impl FnOnce(&mut shared_quotas::Memories) -> T) -> T {
+        f(&mut self.budgets.lock().expect("not poisoned"))
     }
 
     /// What Events have said so far, for `f` to read and update.

@@ -22,7 +22,8 @@ use crate::apply::Writer;
 use crate::cache::watch::{self, CachesGone, Synced};
 use crate::cache::{Guarded, Stores};
 use crate::leader::Leadership;
-use crate::metrics::{ErrorLabels, KindLabels, Metrics};
+use crate::api::SharedQuotaStatus;
+use crate::metrics::{ErrorLabels, KindLabels, Metrics, SharedQuotaLabels};
 use crate::resources::Kind;
 pub use memory::{Memories, PolicyMemory, RESYNC};
 pub use reconcile::reconcile;
@@ -80,6 +81,26 @@ impl Context {
                     kind: kind.to_string(),
                 })
                 .set(count as i64);
+        }
+    }
+
+    /// The shared budgets and their use, as gauges in base units.
+    fn count_budgets(&self, policy: &str, budgets: &[SharedQuotaStatus]) {
+        for budget in budgets {
+            for (family, amounts) in [
+                (&self.metrics.shared_quota_hard, &budget.hard),
+                (&self.metrics.shared_quota_used, &budget.used),
+            ] {
+                for (resource, quantity) in amounts {
+                    let labels = SharedQuotaLabels {
+                        policy: policy.to_owned(),
+                        quota: budget.name.clone(),
+                        resource: resource.clone(),
+                    };
+                    let milli = crate::quantity::milli(&quantity.0).unwrap_or(0);
+                    family.get_or_create(&labels).set(milli as f64 / 1000.0);
+                }
+            }
         }
     }
 

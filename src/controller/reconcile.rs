@@ -19,6 +19,7 @@ use crate::diff::{self, LiveIndex};
 use crate::report::{self, EventNote, Facts, Severity};
 use crate::resources::Owner;
 use crate::select::{self, Assignment, Candidate, NamespaceInfo};
+use crate::shared_quotas;
 use crate::status::{self, Summary};
 use crate::validate;
 
@@ -56,6 +57,11 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeu
         return stall_invalid(&policy, ctx, problem).await;
     }
     let mut assignment = select_for(&policy, &ctx.stores);
+    let budgets = memory.budgets(|memories| {
+        let namespaces = &assignment.shared_namespaces;
+        shared_quotas::plan(&owner, &policy.spec, namespaces, &ctx.stores, memories)
+    });
+    assignment.desired.extend(budgets.desired);
     // Whatever the API server would refuse in the built objects, found before any namespace is
     // touched: once per generation.
     if !memory.is_validated(generation, policy.status.as_ref()) {
@@ -88,11 +94,14 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeu
         converged: diff.converged,
         waiting: diff.waiting,
         outcomes: &outcomes,
+        budgets: budgets.states,
+        budgets_settled: budgets.settled,
     };
     let mut report = memory.reported(|reported| report::report(facts, reported));
     drop(outcomes);
     memory.remember_converged(generation, std::mem::take(&mut report.converged));
     ctx.count_drift(&report.drift_corrected);
+    ctx.count_budgets(&owner.name, &report.summary.shared_quotas);
     publish(ctx, &policy, &report.events).await;
     if !report.retry {
         write_status(&policy, &report.summary, ctx).await?;

@@ -141,6 +141,18 @@ impl Section {
         }
     }
 
+    /// The names of the objects the section holds in each namespace it is won in.
+    pub fn names(self, spec: &TenantPolicySpec, cluster_classes: &BTreeSet<String>) -> Vec<String> {
+        match self {
+            Section::SharedQuotas => spec.shared_quotas.iter().map(|q| q.name.clone()).collect(),
+            _ => self
+                .build(spec, cluster_classes)
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect(),
+        }
+    }
+
     /// The specs this policy wants in each namespace it wins the section in, by object name.
     /// `cluster_classes` are the names of the cluster's StorageClasses (for the allow-list).
     pub fn build(
@@ -245,6 +257,9 @@ pub struct Desired {
     pub normalized: Arc<Value>,
     /// [`spec_fingerprint`] of the spec: equal fingerprints mean equal normalised specs.
     pub fingerprint: u64,
+    /// Labels beyond Tenantry's two (the shared-quota label of a budget's part). The caches'
+    /// fast path does not look at labels, so the diff compares such objects in full.
+    pub labels: Option<Arc<BTreeMap<String, String>>>,
 }
 
 /// A hash of the normalised spec, computed once per desired item and once per watch event of a
@@ -263,7 +278,21 @@ impl Desired {
             spec: Arc::new(spec),
             normalized,
             fingerprint,
+            labels: None,
         }
+    }
+
+    /// With these labels beside Tenantry's two.
+    pub fn with_labels(mut self, labels: BTreeMap<String, String>) -> Self {
+        self.labels = Some(Arc::new(labels));
+        self
+    }
+
+    /// Every label the object carries as declared: Tenantry's two and any extra.
+    pub fn all_labels(&self, owner: &Owner) -> BTreeMap<String, String> {
+        let mut labels = managed_labels(&owner.name);
+        labels.extend(self.labels.iter().flat_map(|l| l.as_ref().clone()));
+        labels
     }
 
     /// The whole object to send: Tenantry's labels and controller ownerReference, and the spec.
@@ -273,7 +302,7 @@ impl Desired {
             "kind": self.key.kind.as_str(),
             "metadata": {
                 "name": self.key.name,
-                "labels": managed_labels(&owner.name),
+                "labels": self.all_labels(owner),
                 "ownerReferences": [owner.owner_reference()],
             },
         });
@@ -354,8 +383,17 @@ pub trait ManagedResource:
 {
     const KIND: Kind;
     fn spec_value(&self) -> Value;
+    /// The status as JSON (`Null` for kinds without one).
+    fn status_value(&self) -> Value;
     /// Drops what the controller never reads (status, most of managedFields) to keep caches small.
     fn strip(&mut self);
+}
+
+/// JSON of an optional part of an object (`Null` when absent).
+fn json_of<T: serde::Serialize>(part: &Option<T>) -> Value {
+    part.as_ref()
+        .map(|p| serde_json::to_value(p).expect("serializes"))
+        .unwrap_or(Value::Null)
 }
 
 macro_rules! managed_resource {
@@ -363,7 +401,10 @@ macro_rules! managed_resource {
         impl ManagedResource for $ty {
             const KIND: Kind = $kind;
             fn spec_value(&self) -> Value {
-                self.spec.as_ref().map(|s| serde_json::to_value(s).expect("spec serializes")).unwrap_or(Value::Null)
+                json_of(&self.spec)
+            }
+            fn status_value(&self) -> Value {
+                [$(json_of(&self.$status))?].into_iter().next().unwrap_or(Value::Null)
             }
             fn strip(&mut self) {
                 $(self.$status = None;)?
