@@ -6,7 +6,7 @@
 //! copies alone, in random order; use rising as admission allows (up to the enforced
 //! status.hard; a part without status admits nothing here: the window is the controller's to
 //! close) and falling; namespaces joining (with use they already had) and leaving; an admin
-//! editing a part; hard changed in git.
+//! editing a part; hard changed in git; the controller restarting (its memory lost).
 //!
 //! Checked after every write, copy and change of use, for every resource: the sum of the
 //! enforced parts, max(spec, status), stays at most hard, or (after hard was lowered, a
@@ -54,6 +54,8 @@ enum Step {
     Edit(usize, usize, Milli),
     /// hard changed in git.
     Budget(usize, Milli),
+    /// The controller restarts: the allocator's memory is lost.
+    Restart,
 }
 
 struct Model {
@@ -266,6 +268,7 @@ impl Model {
                 self.budget.insert(RESOURCES[r].into(), value);
                 self.rebase();
             }
+            Step::Restart => self.memory = Memory::default(),
         }
     }
 
@@ -407,6 +410,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0usize..8).prop_map(Step::Join),
         1 => (0usize..8, r.clone(), 0i128..30_000).prop_map(|(i, r, v)| Step::Edit(i, r, v)),
         1 => (r, 0i128..40_000).prop_map(|(r, v)| Step::Budget(r, v)),
+        1 => Just(Step::Restart),
     ]
 }
 
