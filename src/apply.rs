@@ -371,12 +371,15 @@ impl Writer {
                 Err(kube::Error::Api(s))
                     if (s.code == 422 || s.code == 400) && !is_admission_refusal(&s) =>
                 {
+                    // Extra labels mark a shared budget's part.
+                    let field = if d.labels.is_some() {
+                        "sharedQuotas"
+                    } else {
+                        policy_field(&d.key)
+                    };
                     return Err(format!(
                         "spec.{}[name={}]: the API server refuses the {} this builds: {}",
-                        policy_field(&d.key),
-                        d.key.name,
-                        d.key.kind,
-                        s.message
+                        field, d.key.name, d.key.kind, s.message
                     ));
                 }
                 // Accepted, or refused only because it exists (validation comes first), or an

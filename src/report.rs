@@ -301,7 +301,11 @@ fn exhausted_events(budgets: &[SharedQuotaStatus], reported: &mut Reported) -> V
             "the whole shared budget is in use, new requests are refused until use falls: {}",
             listing(new.iter().map(|(b, r)| format!("{b} {r}")))
         );
-        vec![EventNote::new(Severity::Warning, "SharedQuotaExhausted", note)]
+        vec![EventNote::new(
+            Severity::Warning,
+            "SharedQuotaExhausted",
+            note,
+        )]
     };
     reported.exhausted = now;
     events

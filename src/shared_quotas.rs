@@ -10,12 +10,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::allocator::{self, Allocation, Amounts, Part, Usage, Write};
+use crate::allocator::{self, Allocation, Amounts, Part, Write};
 use crate::api::{SHARED_QUOTA_LABEL, SharedQuotaStatus, SharedQuotaTemplate, TenantPolicySpec};
 use crate::diff::LiveIndex;
-use crate::resources::{Desired, Kind, ObjectKey, Owner, normalize_quantity_map, shared_quota};
+use crate::resources::{Desired, Kind, ObjectKey, Owner, shared_quota};
 
 /// What the allocator remembers, per `spec.sharedQuotas` item name.
 pub type Memories = BTreeMap<String, allocator::Memory>;
@@ -55,7 +55,9 @@ pub fn plan<L: LiveIndex + ?Sized>(
         budgets
             .desired
             .extend(desired_parts(item, namespaces, &parts, &allocation));
-        budgets.states.push(state_of(item, &allocation.usage));
+        budgets
+            .states
+            .push(allocation.usage.to_status(&item.name, &budget));
         *memory = allocation.memory;
     }
     budgets
@@ -127,38 +129,33 @@ fn desired_parts(
         .iter()
         .filter(|p| namespaces.contains(&p.namespace))
         .filter_map(|p| {
-            let hard = written.get(p.namespace.as_str()).copied().or(p.spec.as_ref())?;
+            let hard = written
+                .get(p.namespace.as_str())
+                .copied()
+                .or(p.spec.as_ref())?;
             let labels = BTreeMap::from([(SHARED_QUOTA_LABEL.to_owned(), item.name.clone())]);
-            Some(Desired::of(key(&p.namespace, item), shared_quota::build(item, hard)).with_labels(labels))
+            Some(
+                Desired::of(key(&p.namespace, item), shared_quota::build(item, hard))
+                    .with_labels(labels),
+            )
         })
         .collect()
-}
-
-fn state_of(item: &SharedQuotaTemplate, usage: &Usage) -> SharedQuotaStatus {
-    let canonical = |amounts: &Amounts| {
-        let quantities = json!(allocator::quantities(amounts));
-        serde_json::from_value(normalize_quantity_map(&quantities)).unwrap_or_default()
-    };
-    SharedQuotaStatus {
-        name: item.name.clone(),
-        hard: item.hard.clone(),
-        used: canonical(&usage.used),
-        namespaces: usage.namespaces as i32,
-        exhausted: usage.exhausted.clone(),
-        over_budget: canonical(&usage.over_budget),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::resources::{Live, managed_labels};
+    use serde_json::json;
 
     struct Index(Vec<(Live, Value)>);
 
     impl LiveIndex for Index {
         fn get(&self, key: &ObjectKey) -> Option<Live> {
-            self.0.iter().find(|(l, _)| &l.key == key).map(|(l, _)| l.clone())
+            self.0
+                .iter()
+                .find(|(l, _)| &l.key == key)
+                .map(|(l, _)| l.clone())
         }
         fn labelled_for(
             &self,
@@ -169,7 +166,10 @@ mod tests {
             lives.as_slice().labelled_for(policy, keep)
         }
         fn quota_status(&self, key: &ObjectKey) -> Option<Value> {
-            self.0.iter().find(|(l, _)| &l.key == key).map(|(_, s)| s.clone())
+            self.0
+                .iter()
+                .find(|(l, _)| &l.key == key)
+                .map(|(_, s)| s.clone())
         }
     }
 
@@ -212,7 +212,13 @@ mod tests {
     fn new_namespaces_get_parts_labelled_for_the_budget_and_sized_once_their_use_is_known() {
         let spec = spec(json!({"pods": "20"}));
         let mut memories = Memories::new();
-        let first = plan(&owner(), &spec, &names(&["a", "b"]), &Index(vec![]), &mut memories);
+        let first = plan(
+            &owner(),
+            &spec,
+            &names(&["a", "b"]),
+            &Index(vec![]),
+            &mut memories,
+        );
         assert_eq!(first.desired.len(), 2, "{:?}", first.desired);
         for d in &first.desired {
             assert_eq!(d.key.name, "budget");
@@ -227,9 +233,15 @@ mod tests {
         let total: i128 = second
             .desired
             .iter()
-            .map(|d| allocator::amounts(&serde_json::from_value(d.spec["hard"].clone()).unwrap()).unwrap()["pods"])
+            .map(|d| {
+                allocator::amounts(&serde_json::from_value(d.spec["hard"].clone()).unwrap())
+                    .unwrap()["pods"]
+            })
             .sum();
-        assert!(total > 0 && total <= 20_000, "parts sum to {total} milli-pods");
+        assert!(
+            total > 0 && total <= 20_000,
+            "parts sum to {total} milli-pods"
+        );
         assert_eq!(second.states[0].namespaces, 2);
     }
 
@@ -244,8 +256,18 @@ mod tests {
             part("b", json!({"pods": "5"}), json!({"pods": "1"})),
             foreign,
         ]);
-        let budgets = plan(&owner(), &spec, &names(&["a", "c"]), &live, &mut Memories::new());
-        let desired: Vec<&str> = budgets.desired.iter().map(|d| d.key.namespace.as_str()).collect();
+        let budgets = plan(
+            &owner(),
+            &spec,
+            &names(&["a", "c"]),
+            &live,
+            &mut Memories::new(),
+        );
+        let desired: Vec<&str> = budgets
+            .desired
+            .iter()
+            .map(|d| d.key.namespace.as_str())
+            .collect();
         assert!(!desired.contains(&"b"), "b left the budget: {desired:?}");
         assert!(desired.contains(&"a"));
     }

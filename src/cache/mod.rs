@@ -312,8 +312,8 @@ impl<K: ManagedResource> Cached<K> {
 
 impl<K: ManagedResource> Compact<K> for Cached<K> {
     fn of(mut object: K) -> Self {
-        let part = (object.meta().labels.as_ref())
-            .is_some_and(|l| l.contains_key(SHARED_QUOTA_LABEL));
+        let part =
+            (object.meta().labels.as_ref()).is_some_and(|l| l.contains_key(SHARED_QUOTA_LABEL));
         let status = part.then(|| Arc::new(object.status_value()));
         object.strip(); // leaves of managedFields the foreign manager alone
         let spec = K::KIND.normalize(&object.spec_value());

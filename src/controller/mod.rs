@@ -18,11 +18,11 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::api::MANAGED_SELECTOR;
+use crate::api::SharedQuotaStatus;
 use crate::apply::Writer;
 use crate::cache::watch::{self, CachesGone, Synced};
 use crate::cache::{Guarded, Stores};
 use crate::leader::Leadership;
-use crate::api::SharedQuotaStatus;
 use crate::metrics::{ErrorLabels, KindLabels, Metrics, SharedQuotaLabels};
 use crate::resources::Kind;
 pub use memory::{Memories, PolicyMemory, RESYNC};

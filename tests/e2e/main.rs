@@ -6,6 +6,7 @@ mod health;
 mod install;
 mod plan;
 mod security;
+mod shared_quotas;
 mod smoke;
 mod storage;
 mod validation;
