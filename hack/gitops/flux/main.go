@@ -28,7 +28,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/polling"
@@ -45,7 +44,7 @@ import (
 )
 
 const (
-	controllerName = "kustomize-controller"      // its field manager
+	controllerName = "kustomize-controller"        // its field manager
 	group          = "kustomize.toolkit.fluxcd.io" // its owner labels' prefix
 	namespace      = "flux-system"                 // where the Kustomization would live
 )
@@ -197,6 +196,7 @@ func changes(set *ssa.ChangeSet) []change {
 }
 
 // inventoryEntry is the controller's status.inventory entry: the object's id and API version.
+// (ChangeSetEntry.GroupVersion holds the version only.)
 type inventoryEntry struct {
 	ID      string `json:"id"`
 	Version string `json:"v"`
@@ -256,7 +256,7 @@ func reconcile(ctx context.Context, manager *ssa.ResourceManager, dir, name, inv
 	}
 	current := []inventoryEntry{}
 	for _, e := range applied.Entries {
-		current = append(current, inventoryEntry{ID: e.ObjMetadata.String(), Version: strings.TrimPrefix(e.GroupVersion, e.ObjMetadata.GroupKind.Group+"/")})
+		current = append(current, inventoryEntry{ID: e.ObjMetadata.String(), Version: e.GroupVersion})
 	}
 	toDelete, err := stale(old, current)
 	if err != nil {
@@ -271,7 +271,8 @@ func reconcile(ctx context.Context, manager *ssa.ResourceManager, dir, name, inv
 	if err := os.WriteFile(inventoryFile, data, 0o644); err != nil {
 		return result, err
 	}
-	// checkHealth with spec.wait: every applied object Current (kstatus), or the timeout.
+	// checkHealth with spec.wait: every applied object Current (kstatus), or the timeout; polled
+	// every second where the controller polls every 5 s, to keep the test short.
 	if err := manager.WaitForSetWithContext(ctx, applied.ToObjMetadataSet(), ssa.WaitOptions{
 		Interval: time.Second, Timeout: timeout, FailFast: true,
 	}); err != nil {
