@@ -353,6 +353,50 @@ impl Drift {
     }
 }
 
+/// Every TenantPolicy that a drift round found different or re-applied.
+fn tenant_policy_drift(rounds: &[Value]) -> Vec<String> {
+    let mut drifted = Vec::new();
+    for round in rounds {
+        let found = round["drifted"].as_array().unwrap();
+        for entry in found.iter().chain(round["applied"].as_array().unwrap()) {
+            if entry["subject"]
+                .as_str()
+                .unwrap()
+                .starts_with("TenantPolicy/")
+            {
+                drifted.push(format!("round {}: {entry}", round["round"]));
+            }
+        }
+    }
+    drifted
+}
+
+/// `kubectl patch` of a policy's spec (not in git): the next drift round reports it and
+/// re-applies the repository's version.
+async fn assert_in_cluster_edit_reverted(client: &Client, repo: &Repo, name: &str) {
+    let patch = r#"{"spec":{"priority":3}}"#;
+    let out = kubectl(&["patch", "tenantpolicy", name, "--type=merge", "-p", patch]);
+    assert!(out.success, "{}", out.stderr);
+    let rounds = Drift::start(repo).finish();
+    let subject = format!("TenantPolicy/{name}");
+    let first = &rounds[0];
+    let names =
+        |key: &str, action: Option<&str>| {
+            first[key].as_array().unwrap().iter().any(|e| {
+                e["subject"] == subject.as_str() && action.is_none_or(|a| e["action"] == a)
+            })
+        };
+    assert!(
+        names("drifted", None) && names("applied", Some("configured")),
+        "Flux missed an in-cluster edit of {name}: {first}"
+    );
+    let reverted = live_policy(client, name).await.unwrap();
+    assert_eq!(
+        reverted["spec"]["priority"], 0,
+        "Flux did not revert the edit"
+    );
+}
+
 #[tokio::test]
 async fn flux_applies_waits_prunes_and_sees_no_drift_while_tenantry_works() {
     let client = client().await;
@@ -426,26 +470,13 @@ async fn flux_applies_waits_prunes_and_sees_no_drift_while_tenantry_works() {
     let after = live_policy(&client, &baseline).await.unwrap();
     assert_ne!(
         before["metadata"]["resourceVersion"], after["metadata"]["resourceVersion"],
-        "Tenantry wrote baseline's status during the window"
+        "Tenantry did not write baseline's status during the window"
     );
     assert_eq!(
         before["metadata"]["generation"],
         after["metadata"]["generation"]
     );
-    let mut drifted = Vec::new();
-    for round in &rounds {
-        for entry in round["drifted"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .chain(round["applied"].as_array().unwrap())
-        {
-            let subject = entry["subject"].as_str().unwrap();
-            if subject.starts_with("TenantPolicy/") {
-                drifted.push(format!("round {}: {entry}", round["round"]));
-            }
-        }
-    }
+    let drifted = tenant_policy_drift(&rounds);
     assert!(
         drifted.is_empty(),
         "Flux saw drift on TenantPolicies:\n{}",
@@ -464,36 +495,7 @@ async fn flux_applies_waits_prunes_and_sees_no_drift_while_tenantry_works() {
     );
 
     // The detector is live: an edit made in the cluster, not in git, is drift; Flux reverts it.
-    let out = kubectl(&[
-        "patch",
-        "tenantpolicy",
-        &baseline,
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"priority":3}}"#,
-    ]);
-    assert!(out.success, "{}", out.stderr);
-    let rounds = Drift::start(&repo).finish();
-    let subject = format!("TenantPolicy/{baseline}");
-    let first = &rounds[0];
-    assert!(
-        first["drifted"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|d| d["subject"] == subject.as_str())
-            && first["applied"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|a| a["subject"] == subject.as_str() && a["action"] == "configured"),
-        "Flux missed an in-cluster edit of {baseline}: {first}"
-    );
-    let reverted = live_policy(&client, &baseline).await.unwrap();
-    assert_eq!(
-        reverted["spec"]["priority"], 0,
-        "Flux did not revert the edit"
-    );
+    assert_in_cluster_edit_reverted(&client, &repo, &baseline).await;
 
     // A changed policy applies and becomes Current again.
     let mut changed = policy_named(&policies, "baseline.yaml").clone();
@@ -533,6 +535,11 @@ async fn flux_applies_waits_prunes_and_sees_no_drift_while_tenantry_works() {
     invalid["metadata"]["name"] = json!(format!("invalid-{run}"));
     invalid["spec"]["resourceQuotas"][0]["hard"]["pods"] = json!("lots");
     repo.commit("zz-invalid.yaml", &invalid);
+    // The same revision also changes a valid policy, which must stay as it was.
+    let mia_policy = policy_named(&policies, "team-mia.yaml");
+    let mut mia_changed = mia_policy.clone();
+    mia_changed["spec"]["resourceQuotas"][0]["hard"]["pods"] = json!("41");
+    repo.commit("team-mia.yaml", &mia_changed);
     let error = repo
         .reconcile()
         .expect_err("an invalid policy must fail the apply");
@@ -546,7 +553,13 @@ async fn flux_applies_waits_prunes_and_sees_no_drift_while_tenantry_works() {
             .await
             .is_none()
     );
+    let mia_live = live_policy(&client, &name_of(mia_policy)).await.unwrap();
+    assert_eq!(
+        mia_live["spec"]["resourceQuotas"][0]["hard"]["pods"], "40",
+        "a failed revision was partly applied"
+    );
     repo.remove("zz-invalid.yaml");
+    repo.commit("team-mia.yaml", mia_policy);
 
     // Removed from the repository: pruned, and the finalizer completes under both policies.
     let mia = name_of(policy_named(&policies, "team-mia.yaml"));
