@@ -815,7 +815,8 @@ fn chart() -> String {
     repo_root().join("charts/tenantry").display().to_string()
 }
 
-fn helm(args: &[&str]) -> String {
+/// Runs helm with its state under target/: (success, stdout, stderr).
+fn helm_run(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(bin("helm"))
         .args(args)
         .env("HELM_CACHE_HOME", repo_root().join("target/helm/cache"))
@@ -823,13 +824,14 @@ fn helm(args: &[&str]) -> String {
         .env("HELM_DATA_HOME", repo_root().join("target/helm/data"))
         .output()
         .expect("run helm");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "helm {}: {}\n{stdout}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+/// helm that must succeed; its stdout.
+fn helm(args: &[&str]) -> String {
+    let (success, stdout, stderr) = helm_run(args);
+    assert!(success, "helm {}: {stderr}\n{stdout}", args.join(" "));
     stdout
 }
 
@@ -966,6 +968,23 @@ fn helm_values_set_image_replicas_resources_namespace_and_admission() {
         without.keys()
     );
     assert_eq!(without.len() + 4, by_identity(render(&[])).len());
+}
+
+#[test]
+fn helm_refuses_bad_values_naming_them() {
+    let chart = chart();
+    for (set, named) in [
+        ("replicas=0", "/replicas"),
+        ("namespace.name=Not_A_Name", "/namespace/name"),
+        (
+            "admissionPolicies.enabled=maybe",
+            "/admissionPolicies/enabled",
+        ),
+        ("replica=3", "'replica' not allowed"),
+    ] {
+        let (success, _, stderr) = helm_run(&["template", "tenantry", &chart, "--set", set]);
+        assert!(!success && stderr.contains(named), "--set {set}: {stderr}");
+    }
 }
 
 async fn create_namespace(client: &Client, name: &str) {
