@@ -16,6 +16,7 @@ build:
 crds:
 	cargo run --locked -q -- crd > crds/tenantry.io_tenantpolicies.yaml
 	cp crds/tenantry.io_tenantpolicies.yaml config/crd/tenantry.io_tenantpolicies.yaml
+	cp crds/tenantry.io_tenantpolicies.yaml charts/tenantry/crds/tenantry.io_tenantpolicies.yaml
 
 controlplane:
 	bash hack/controlplane/build.sh

@@ -7,6 +7,7 @@ fn committed_crds_match_the_rust_types() {
     for path in [
         tenantry::crd::CRD_PATH,
         "config/crd/tenantry.io_tenantpolicies.yaml",
+        "charts/tenantry/crds/tenantry.io_tenantpolicies.yaml",
     ] {
         let path = format!("{root}/{path}");
         let committed =

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager, kubectl (the client matching the server)
-# and the kstatus checker from the Go module proxy into a cache
-# outside the work tree, keyed by version: a second run finds them and returns in milliseconds.
+# Builds etcd, kube-apiserver, kube-controller-manager, kubectl (the client matching the server),
+# the kstatus checker and the GitOps checkers of hack/gitops (helm, flux-ssa) from the Go module
+# proxy into a cache outside the work tree, keyed by version: a second run finds them and returns in milliseconds.
 # Prints the directory holding the binaries on its last line of stdout. Progress goes to stderr.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -68,4 +68,7 @@ ln -sf "$kstatus_bin" "$bin_dir/kstatus"
 ln -sf "$k8s_dir/kube-apiserver" "$bin_dir/kube-apiserver"
 ln -sf "$k8s_dir/kube-controller-manager" "$bin_dir/kube-controller-manager"
 ln -sf "$k8s_dir/kubectl" "$bin_dir/kubectl"
+# helm and the Flux engine checker (hack/gitops/build.sh, sourced: same helpers and cache).
+# shellcheck source=../gitops/build.sh
+source "$here/../gitops/build.sh"
 echo "$bin_dir"

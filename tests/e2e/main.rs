@@ -1,6 +1,7 @@
 //! End-to-end tests against the real local control plane (`make test` starts it).
 mod audit;
 mod controller;
+mod gitops;
 mod harness;
 mod health;
 mod install;
