@@ -14,6 +14,7 @@ pub mod diff;
 pub mod leader;
 pub mod metrics;
 pub mod plan;
+pub mod pod_resources;
 pub mod quantity;
 pub mod resources;
 pub mod select;
