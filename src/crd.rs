@@ -17,6 +17,10 @@ pub const QUANTITY_PATTERN: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([
 /// Longest quantity accepted (`-9223372036854775807m` is 21 characters).
 pub const QUANTITY_MAX_LENGTH: usize = 32;
 
+/// CEL on one quantity (an int-or-string): at least zero. A malformed one is left to the pattern.
+pub const NON_NEGATIVE_RULE: &str =
+    "!isQuantity(string(self)) || quantity(string(self)).sign() >= 0";
+
 /// The TenantPolicy CRD.
 pub fn crd() -> CustomResourceDefinition {
     let mut value = serde_json::to_value(TenantPolicy::crd()).expect("the CRD always serializes");
@@ -54,6 +58,12 @@ fn tighten_quantities(value: &mut Value) {
                 map.insert("pattern".into(), json!(QUANTITY_PATTERN));
                 // Bounded so the API server's CEL cost estimate for rules over quantities fits.
                 map.insert("maxLength".into(), json!(QUANTITY_MAX_LENGTH));
+                // Every quantity a policy holds (LimitRange bounds and defaults, quota caps) is
+                // one the API server refuses below zero; refuse it at apply, naming the field.
+                map.insert(
+                    "x-kubernetes-validations".into(),
+                    json!([{"rule": NON_NEGATIVE_RULE, "message": "must not be negative"}]),
+                );
             }
             map.values_mut().for_each(tighten_quantities);
         }

@@ -328,6 +328,86 @@ fn malformed() -> Vec<(&'static str, Value, &'static str, &'static str)> {
             "spec.limitRanges",
             "20",
         ),
+        // Over 100% and below zero: the API server would refuse the built PDB, LimitRange or
+        // ResourceQuota; admission says so before any namespace is selected (issue 16).
+        (
+            "PDB minAvailable over 100%",
+            pdb(json!({"minAvailable": "150%"})),
+            "spec.podDisruptionBudgets[0].minAvailable",
+            "a percentage must be at most 100%",
+        ),
+        (
+            "PDB maxUnavailable over 100%",
+            pdb(json!({"maxUnavailable": "101%"})),
+            "spec.podDisruptionBudgets[0].maxUnavailable",
+            "a percentage must be at most 100%",
+        ),
+        (
+            "PDB fractional percentage",
+            pdb(json!({"minAvailable": "12.5%"})),
+            "spec.podDisruptionBudgets[0].minAvailable",
+            "should match",
+        ),
+        (
+            "PDB negative percentage",
+            pdb(json!({"maxUnavailable": "-10%"})),
+            "spec.podDisruptionBudgets[0].maxUnavailable",
+            "should match",
+        ),
+        (
+            "negative LimitRange min",
+            container(json!({"min": {"cpu": "-1"}})),
+            "spec.limitRanges[0].limits[0].min.cpu",
+            "must not be negative",
+        ),
+        (
+            "negative LimitRange max",
+            lr(json!({"type": "Pod", "max": {"memory": "-1Gi"}})),
+            "spec.limitRanges[0].limits[0].max.memory",
+            "must not be negative",
+        ),
+        (
+            "negative LimitRange default",
+            container(json!({"default": {"cpu": "-100m"}})),
+            "spec.limitRanges[0].limits[0].default.cpu",
+            "must not be negative",
+        ),
+        (
+            "negative LimitRange defaultRequest",
+            container(json!({"defaultRequest": {"memory": "-5Mi"}})),
+            "spec.limitRanges[0].limits[0].defaultRequest.memory",
+            "must not be negative",
+        ),
+        (
+            "negative maxLimitRequestRatio",
+            container(json!({"maxLimitRequestRatio": {"cpu": "-2"}})),
+            "spec.limitRanges[0].limits[0].maxLimitRequestRatio.cpu",
+            "must not be negative",
+        ),
+        (
+            "negative quota",
+            json!({"resourceQuotas": [{"name": "q", "hard": {"requests.cpu": "-4"}}]}),
+            "spec.resourceQuotas[0].hard.requests.cpu",
+            "must not be negative",
+        ),
+        (
+            "negative quota as an integer",
+            json!({"resourceQuotas": [{"name": "q", "hard": {"pods": -5}}]}),
+            "spec.resourceQuotas[0].hard.pods",
+            "must not be negative",
+        ),
+        (
+            "negative storage quota",
+            json!({"storage": {"quotas": {"fast-ssd": {"requests.storage": "-10Gi"}}}}),
+            "spec.storage.quotas.fast-ssd.requests.storage",
+            "must not be negative",
+        ),
+        (
+            "negative storage claim count",
+            json!({"storage": {"quotas": {"fast-ssd": {"persistentvolumeclaims": "-1"}}}}),
+            "spec.storage.quotas.fast-ssd.persistentvolumeclaims",
+            "must not be negative",
+        ),
         (
             "priority not a number",
             json!({"priority": "high"}),
