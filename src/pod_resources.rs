@@ -599,7 +599,7 @@ mod tests {
     fn cpu_mem(a: &Amounts) -> (i128, i128) {
         (
             a.get("cpu").copied().unwrap_or(0) / 1_000_000,
-            a.get("memory").copied().unwrap_or(0) / 1_000_000_000 >> 30,
+            (a.get("memory").copied().unwrap_or(0) / 1_000_000_000) >> 30,
         )
     }
 
