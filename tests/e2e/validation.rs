@@ -449,6 +449,32 @@ async fn malformed_policies_are_rejected_by_kubectl_apply_naming_the_field() {
     );
 }
 
+/// The bounds themselves pass: budgets of 100% and 0%, quantities of zero (also spelled -0).
+#[tokio::test]
+async fn boundary_values_are_accepted() {
+    let client = client().await;
+    install_crd(&client).await;
+    let specs = [
+        pdb(json!({"minAvailable": "100%"})),
+        pdb(json!({"maxUnavailable": "0%"})),
+        pdb(json!({"maxUnavailable": 0})),
+        lr(
+            json!({"type": "Container", "min": {"cpu": "0"}, "defaultRequest": {"cpu": "-0"}, "maxLimitRequestRatio": {"cpu": "1"}}),
+        ),
+        json!({"resourceQuotas": [{"name": "q", "hard": {"pods": 0, "requests.cpu": "0m"}}]}),
+        json!({"storage": {"quotas": {"fast-ssd": {"requests.storage": "0", "persistentvolumeclaims": "0"}}}}),
+    ];
+    for spec in specs {
+        let policy = json!({"apiVersion": "tenantry.io/v1alpha1", "kind": "TenantPolicy",
+            "metadata": {"name": unique_name("boundary")}, "spec": spec});
+        let out = kubectl_with_input(
+            &["apply", "--dry-run=server", "-f", "-"],
+            Some(&policy.to_string()),
+        );
+        assert!(out.success, "{spec}: {}", out.stderr);
+    }
+}
+
 #[tokio::test]
 async fn every_sample_policy_is_accepted() {
     let client = client().await;
