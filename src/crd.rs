@@ -19,7 +19,7 @@ pub const QUANTITY_MAX_LENGTH: usize = 32;
 
 /// CEL on one quantity (an int-or-string): at least zero. A malformed one is left to the pattern.
 pub const NON_NEGATIVE_RULE: &str =
-    "!isQuantity(string(self)) || quantity(string(self)).sign() >= 0";
+    "!isQuantity(string(self)) || quantity(string(self)).compareTo(quantity('0')) >= 0";
 
 /// The TenantPolicy CRD.
 pub fn crd() -> CustomResourceDefinition {
