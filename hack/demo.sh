@@ -122,7 +122,7 @@ poll "mia's 21 pods" 120 mia_pods_exist
 echo "(no kubelet runs here: pods are admitted and stay Pending, which is all governance needs)"
 echo "pods in mia by QoS class:"
 qos_of_mia | sort | uniq -c | sed 's/^/ /'
-kubectl get pods -n mia -o custom-columns='POD:.metadata.name,QOS:.status.qosClass,CPU REQUEST:.spec.containers[0].resources.requests.cpu,MEMORY REQUEST:.spec.containers[0].resources.requests.memory' | head -4
+kubectl get pods -n mia -o custom-columns='POD:.metadata.name,QOS:.status.qosClass,CPU REQUEST:.spec.containers[0].resources.requests.cpu,MEMORY REQUEST:.spec.containers[0].resources.requests.memory' | awk 'NR <= 4'
 echo "ResourceQuotas and LimitRanges in mia: $(kubectl get resourcequota,limitrange -n mia -o name | wc -l)"
 
 step "Tenantry"
@@ -150,11 +150,11 @@ kubectl wait --for=condition=Ready tenantpolicies --all --timeout=60s
 
 step "new pods in mia now get the LimitRange defaults (a rollout of api)"
 kubectl rollout restart deployment/api -n mia
-mia_has_burstable() { qos_of_mia | grep -q Burstable; }
+mia_has_burstable() { qos_of_mia | grep Burstable >/dev/null; }
 poll "a Burstable pod in mia" 60 mia_has_burstable
 echo "pods in mia by QoS class (before: all BestEffort):"
 qos_of_mia | sort | uniq -c | sed 's/^/ /'
-kubectl get pods -n mia -o custom-columns='NEW POD:.metadata.name,QOS:.status.qosClass,CPU REQUEST:.spec.containers[0].resources.requests.cpu,CPU LIMIT:.spec.containers[0].resources.limits.cpu,MEMORY REQUEST:.spec.containers[0].resources.requests.memory,MEMORY LIMIT:.spec.containers[0].resources.limits.memory' | awk 'NR==1 || /Burstable/' | head -3
+kubectl get pods -n mia -o custom-columns='NEW POD:.metadata.name,QOS:.status.qosClass,CPU REQUEST:.spec.containers[0].resources.requests.cpu,CPU LIMIT:.spec.containers[0].resources.limits.cpu,MEMORY REQUEST:.spec.containers[0].resources.requests.memory,MEMORY LIMIT:.spec.containers[0].resources.limits.memory' | awk 'NR == 1 || (/Burstable/ && ++n <= 2)'
 
 step "a tenant cannot bypass it: trino's namespace admin tries to delete the trino-worker PDB"
 kubectl apply --server-side --force-conflicts -k config/admission >/dev/null
@@ -167,7 +167,7 @@ kubectl get storageclass -L tenantry.io/policy
 claim() { # <name> <class>
   printf '{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"%s","namespace":"mia"},"spec":{"storageClassName":"%s","accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"10Gi"}}}}' "$1" "$2"
 }
-storage_quota_enforced() { kubectl get resourcequota tenantry-storage -n mia -o jsonpath='{.status.hard}' | grep -q legacy-nfs; }
+storage_quota_enforced() { kubectl get resourcequota tenantry-storage -n mia -o jsonpath='{.status.hard}' | grep legacy-nfs >/dev/null; }
 poll "the tenantry-storage quota in mia" 60 storage_quota_enforced
 echo "\$ kubectl create pvc of class legacy-nfs in mia --as=mia-admin"
 kubectl create rolebinding mia-admin --clusterrole=admin --user=mia-admin -n mia --dry-run=client -o yaml | kubectl apply -f - >/dev/null

@@ -113,7 +113,9 @@ fn format_amount(nanos: i128, memory: bool) -> String {
         return format!("{}m", nanos / 1_000_000);
     }
     let bytes = nanos / 1_000_000_000;
-    if bytes != 0 && bytes % (1 << 30) == 0 {
+    if bytes == 0 {
+        "0".into()
+    } else if bytes % (1 << 30) == 0 {
         format!("{}Gi", bytes >> 30)
     } else if bytes % (1 << 20) == 0 {
         format!("{}Mi", bytes >> 20)
@@ -229,6 +231,21 @@ fn namespace_row<'a>(
         if let Some(f) = resize_finding(name, pod, &spec, &counted) {
             findings.push(f);
         }
+    }
+    let best_effort = row.qos.get("BestEffort").copied().unwrap_or(0);
+    let defaults = scope.limit_ranges.iter().any(|lr| {
+        let (requests, limits) = pr::container_defaults(lr);
+        ["cpu", "memory"]
+            .iter()
+            .any(|r| requests.contains_key(*r) || limits.contains_key(*r))
+    });
+    if best_effort > 0 && defaults {
+        // Admission gives every new container the defaults, so these pods predate them.
+        findings.push(format!(
+            "namespace {name}: {best_effort} existing {} BestEffort, older than its LimitRange defaults; {} that class until recreated (a rollout)",
+            if best_effort == 1 { "pod is" } else { "pods are" },
+            if best_effort == 1 { "it keeps" } else { "they keep" },
+        ));
     }
     row.requests = cpu_memory(&requests);
     row.limits = cpu_memory(&limits);
@@ -723,6 +740,7 @@ mod tests {
         assert_eq!(w.new_pod_requests["cpu"], "200m");
         assert_eq!(w.new_pod_requests["memory"], "100Mi");
         assert!(!report.findings.iter().any(|f| f.contains("is BestEffort")));
+        assert!(!report.findings.iter().any(|f| f.contains("existing pod")));
         let table = render(&report);
         let line = table
             .lines()
@@ -749,6 +767,19 @@ mod tests {
                 .iter()
                 .any(|f| f.starts_with("Deployment mia/api is BestEffort"))
         );
+    }
+
+    #[test]
+    fn best_effort_pods_older_than_the_limit_range_defaults_are_a_finding() {
+        let pod: Pod = obj(json!({"metadata": {"name": "old", "namespace": "mia"},
+            "spec": bare(), "status": {"phase": "Pending", "qosClass": "BestEffort"}}));
+        let inputs = mia(Inputs {
+            pods: vec![pod],
+            limit_ranges: vec![defaults_lr()],
+            ..Default::default()
+        });
+        let report = audit(&inputs, &|_| true);
+        assert!(report.findings.contains(&"namespace mia: 1 existing pod is BestEffort, older than its LimitRange defaults; it keeps that class until recreated (a rollout)".to_owned()), "{:#?}", report.findings);
     }
 
     #[test]
