@@ -52,9 +52,8 @@ kind: StorageClass
 metadata: {name: legacy-nfs}
 provisioner: example.com/nfs
 YAML
-has_default_account() { kubectl get serviceaccount default -n "$1" -o name >/dev/null 2>&1; }
 for ns in mia online trino testing; do
-  poll "the default service account in $ns" 60 has_default_account "$ns"
+  kubectl wait --for=create serviceaccount/default -n "$ns" --timeout=60s >/dev/null
 done
 workloads() {
   for app in api web worker; do
@@ -115,10 +114,11 @@ YAML
 }
 workloads | kubectl apply --server-side -f -
 # The ReplicaSet controller (kube-controller-manager) creates the pods a moment after the
-# Deployments: wait for all 21 of mia's before showing them.
+# Deployments, and a Deployment's status.replicas counts the pods its ReplicaSets have made:
+# wait (a watch, no sleep) for all 21 of mia's before showing them.
+kubectl wait --for=jsonpath='{.status.replicas}'=7 deployment/api deployment/web deployment/worker \
+  -n mia --timeout=120s >/dev/null
 qos_of_mia() { kubectl get pods -n mia -o jsonpath='{range .items[*]}{.status.qosClass}{"\n"}{end}'; }
-mia_pods_exist() { [ "$(qos_of_mia | grep -c BestEffort)" -ge 21 ]; }
-poll "mia's 21 pods" 120 mia_pods_exist
 echo "(no kubelet runs here: pods are admitted and stay Pending, which is all governance needs)"
 echo "pods in mia by QoS class:"
 qos_of_mia | sort | uniq -c | sed 's/^/ /'
