@@ -769,6 +769,73 @@ mod tests {
         );
     }
 
+    /// `render` reads nothing but the Report, so the table holds no fact JSON lacks; and each fact
+    /// the table is meant to show is there.
+    #[test]
+    fn the_table_shows_what_json_carries() {
+        let quota: ResourceQuota = obj(json!({"metadata": managed("compute", "team-mia"),
+            "spec": {"hard": {"requests.cpu": "4"}}}));
+        let pdb: PodDisruptionBudget = obj(json!({"metadata": managed("web", "team-mia"),
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "maxUnavailable": 0}}));
+        let pod: Pod = obj(json!({"metadata": {"name": "p", "namespace": "mia"},
+            "spec": {"containers": [{"name": "app", "image": "x", "resources": {"requests": {"cpu": "250m", "memory": "1Gi"}}}]},
+            "status": {"phase": "Pending", "qosClass": "Burstable"}}));
+        let inputs = mia(Inputs {
+            deployments: vec![deployment("web", bare()), deployment("api", bare())],
+            quotas: vec![quota],
+            pdbs: vec![pdb],
+            pods: vec![pod],
+            limit_ranges: vec![defaults_lr()],
+            ..Default::default()
+        });
+        let report = audit(&inputs, &|_| true);
+        let table = render(&report);
+        let json = serde_json::to_value(&report).unwrap();
+        for n in json["namespaces"].as_array().unwrap() {
+            let line = table
+                .lines()
+                .find(|l| l.starts_with(n["name"].as_str().unwrap()))
+                .unwrap();
+            let mut facts = vec![
+                n["pods"].to_string(),
+                n["requests"]["cpu"].as_str().unwrap().to_owned(),
+            ];
+            facts.push(n["requests"]["memory"].as_str().unwrap().to_owned());
+            for (kind, policies) in n["governedBy"].as_object().unwrap() {
+                let names: Vec<&str> = policies
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.as_str().unwrap())
+                    .collect();
+                facts.push(format!("{kind}={}", names.join(",")));
+            }
+            for fact in facts {
+                assert!(line.contains(&fact), "{fact:?} missing in {line:?}");
+            }
+        }
+        for w in json["workloads"].as_array().unwrap() {
+            let key = format!("mia/Deployment/{}", w["name"].as_str().unwrap());
+            let line = table.lines().find(|l| l.starts_with(&key)).unwrap();
+            for fact in [&w["qos"], &w["qosNote"]] {
+                assert!(
+                    line.contains(fact.as_str().unwrap()),
+                    "{fact} missing in {line:?}"
+                );
+            }
+            for p in w["pdbs"].as_array().unwrap() {
+                assert!(
+                    line.contains(p.as_str().unwrap()),
+                    "{p} missing in {line:?}"
+                );
+            }
+        }
+        assert!(!report.findings.is_empty());
+        for f in &report.findings {
+            assert!(table.contains(&format!("- {f}\n")), "{f} missing");
+        }
+    }
+
     #[test]
     fn best_effort_pods_older_than_the_limit_range_defaults_are_a_finding() {
         let pod: Pod = obj(json!({"metadata": {"name": "old", "namespace": "mia"},
