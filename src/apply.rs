@@ -1,5 +1,8 @@
 //! The one place that writes to the API server: managed objects (create, server-side apply,
-//! guarded merge patch, delete, release) and the policy's status. Every write is counted.
+//! guarded merge patch, delete, release), the policy's status and finalizer, Events, and the
+//! server-side dry runs of what a policy builds. Every write is counted, and fenced: none is sent
+//! unless this process holds leadership ([`Leadership::holds`]). The one other writer is the
+//! leader election itself (`leader.rs`), whose Lease write is what leadership is.
 //!
 //! Creation is a POST, never an apply: a POST fails when an object of that name exists, so an
 //! object Tenantry does not own is never adopted, even if it appeared after the cache last looked.
@@ -10,22 +13,30 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
+use futures::{StreamExt, TryFuture};
+use k8s_openapi::api::core::v1::{LimitRange, ObjectReference, ResourceQuota};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::ApiResource;
-use kube::{Client, ResourceExt};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{self, Event as FinalizerEvent};
+use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
+use tracing::warn;
 
 use crate::api::{
-    FIELD_MANAGER, Failure, MANAGED_BY_LABEL, MANAGED_BY_VALUE, TenantPolicy, TenantPolicyStatus,
+    FIELD_MANAGER, Failure, FailureReason, TenantPolicy, TenantPolicyStatus, is_managed,
 };
-use crate::diff::Action;
+use crate::diff::{Action, Drift};
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
+use crate::report::{EventNote, Severity};
 use crate::resources::{Desired, Kind, Live, ObjectKey, Owner, policy_field};
+
+/// Finalizer that lets Tenantry carry out deletionPolicy before a policy goes.
+pub const FINALIZER: &str = "tenantry.io/cleanup";
 
 /// How long an object found not owned is reported from memory before it is looked at again.
 pub const NOT_OWNED_RECHECK: Duration = Duration::from_secs(20);
@@ -36,10 +47,16 @@ pub type NotOwned = Mutex<HashMap<ObjectKey, Instant>>;
 /// What became of one action.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
-    Created(ObjectKey),
-    Updated(ObjectKey),
-    /// Deleted and created anew (a StorageClass whose immutable fields changed).
-    Recreated(ObjectKey),
+    /// Created or updated; `drift` when it undid a change made outside Tenantry.
+    Written {
+        key: ObjectKey,
+        drift: Option<Box<Drift>>,
+    },
+    /// Deleted and created anew (a StorageClass whose immutable fields changed, named).
+    Recreated {
+        key: ObjectKey,
+        changed: Vec<&'static str>,
+    },
     Deleted(ObjectKey),
     Released(ObjectKey),
     /// Not done yet, nothing wrong: the cache is behind, or the object changed under us.
@@ -48,11 +65,22 @@ pub enum Outcome {
     Failed(Box<Failure>),
 }
 
-pub struct Applier {
+impl Outcome {
+    pub fn key(&self) -> Option<&ObjectKey> {
+        match self {
+            Outcome::Written { key, .. } | Outcome::Recreated { key, .. } => Some(key),
+            Outcome::Deleted(key) | Outcome::Released(key) | Outcome::Retry(key) => Some(key),
+            Outcome::Failed(_) => None,
+        }
+    }
+}
+
+pub struct Writer {
     client: Client,
     metrics: Arc<Metrics>,
     concurrency: usize,
     leadership: Arc<Leadership>,
+    recorder: Recorder,
 }
 
 fn api_resource(kind: Kind) -> ApiResource {
@@ -64,12 +92,12 @@ fn api_resource(kind: Kind) -> ApiResource {
     }
 }
 
-fn failure(key: &ObjectKey, reason: &str, message: impl Into<String>) -> Outcome {
+fn failure(key: &ObjectKey, reason: FailureReason, message: impl Into<String>) -> Outcome {
     Outcome::Failed(Box::new(Failure {
         namespace: key.namespace.clone(),
         kind: key.kind.to_string(),
         name: key.name.clone(),
-        reason: reason.into(),
+        reason,
         message: message.into(),
     }))
 }
@@ -77,7 +105,7 @@ fn failure(key: &ObjectKey, reason: &str, message: impl Into<String>) -> Outcome
 fn not_owned(key: &ObjectKey) -> Outcome {
     failure(
         key,
-        "NotOwned",
+        FailureReason::NotOwned,
         format!(
             "a {} of this name exists without Tenantry's labels and owner; it is left untouched",
             key.kind
@@ -101,13 +129,15 @@ fn classify(key: &ObjectKey, error: kube::Error) -> Outcome {
         // An admission policy or webhook refused the write: not a problem of the spec, and it may
         // be lifted, so it is retried with backoff (ValidatingAdmissionPolicies answer 422 or 403).
         kube::Error::Api(s) if is_admission_refusal(s) => {
-            failure(key, "AdmissionRefused", s.message.clone())
+            failure(key, FailureReason::AdmissionRefused, s.message.clone())
         }
-        kube::Error::Api(s) if s.code == 403 => failure(key, "Forbidden", s.message.clone()),
+        kube::Error::Api(s) if s.code == 403 => {
+            failure(key, FailureReason::Forbidden, s.message.clone())
+        }
         kube::Error::Api(s) if s.code == 422 || s.code == 400 => {
-            failure(key, "Invalid", s.message.clone())
+            failure(key, FailureReason::Invalid, s.message.clone())
         }
-        other => failure(key, "ApplyFailed", other.to_string()),
+        other => failure(key, FailureReason::ApplyFailed, other.to_string()),
     }
 }
 
@@ -115,14 +145,17 @@ fn dynamic(object: Value) -> DynamicObject {
     serde_json::from_value(object).expect("a built object is a valid DynamicObject")
 }
 
-impl Applier {
+impl Writer {
+    /// `reporter` names this controller (and instance) in the Events it publishes.
     pub fn new(
         client: Client,
         metrics: Arc<Metrics>,
         concurrency: usize,
         leadership: Arc<Leadership>,
+        reporter: Reporter,
     ) -> Self {
         Self {
+            recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
             concurrency: concurrency.max(1),
@@ -166,7 +199,7 @@ impl Applier {
         let api = self.api(&key);
         let kind = key.kind.as_str();
         match action {
-            Action::Create { desired, .. } => {
+            Action::Create { desired, drift } => {
                 let last_check = memory.lock().expect("not poisoned").get(&key).copied();
                 if let Some(checked) = last_check {
                     if checked.elapsed() < NOT_OWNED_RECHECK {
@@ -181,33 +214,43 @@ impl Applier {
                     }
                 }
                 match self.create(&api, &desired, owner, memory).await {
-                    Ok(()) => Outcome::Created(key),
+                    Ok(()) => Outcome::Written { key, drift },
                     Err(outcome) => outcome,
                 }
             }
-            Action::Recreate { desired, live, .. } => {
+            Action::Recreate {
+                desired,
+                live,
+                changed,
+            } => {
                 if let Err(outcome) = self.delete(&api, &live).await {
                     return outcome;
                 }
                 match self.create(&api, &desired, owner, memory).await {
-                    Ok(()) => Outcome::Recreated(key),
+                    Ok(()) => Outcome::Recreated { key, changed },
                     Err(outcome) => outcome,
                 }
             }
-            Action::Apply { desired, uid, .. } => {
+            Action::Apply {
+                desired,
+                uid,
+                drift,
+            } => {
                 self.metrics.count_write("apply", kind);
                 let mut object = desired.to_object(owner);
                 object["metadata"]["uid"] = json!(uid);
                 let params = PatchParams::apply(FIELD_MANAGER).force();
                 match api.patch(&key.name, &params, &Patch::Apply(object)).await {
-                    Ok(_) => Outcome::Updated(key),
+                    Ok(_) => Outcome::Written { key, drift },
                     Err(e) => classify(&key, e),
                 }
             }
-            Action::Replace { patch, .. } => match self.merge_patch(&api, &key, patch).await {
-                Ok(()) => Outcome::Updated(key),
-                Err(e) => classify(&key, e),
-            },
+            Action::Replace { patch, drift, .. } => {
+                match self.merge_patch(&api, &key, patch).await {
+                    Ok(()) => Outcome::Written { key, drift },
+                    Err(e) => classify(&key, e),
+                }
+            }
             Action::Delete { live } => match self.delete(&api, &live).await {
                 Ok(()) => Outcome::Deleted(key),
                 Err(outcome) => outcome,
@@ -351,6 +394,9 @@ impl Applier {
         name: &str,
         status: &TenantPolicyStatus,
     ) -> Result<(), kube::Error> {
+        if !self.may_write() {
+            return Ok(());
+        }
         self.metrics.count_write("status", "TenantPolicy");
         let api: Api<TenantPolicy> = Api::all(self.client.clone());
         let body =
@@ -363,8 +409,81 @@ impl Applier {
         .await
         .map(|_| ())
     }
+
+    /// Publishes an Event about `regarding` (the policy). Events about a cluster-scoped object
+    /// land in the `default` namespace. A failure to publish is logged, never fatal.
+    pub async fn publish(&self, regarding: &ObjectReference, event: &EventNote) {
+        if !self.may_write() {
+            return;
+        }
+        self.metrics.count_write("event", "Event");
+        // The related object also keeps the Recorder from folding this Event into the series
+        // of an Event about another object.
+        let secondary = event.related.as_ref().map(|k| ObjectReference {
+            api_version: Some(k.kind.api_version().into()),
+            kind: Some(k.kind.to_string()),
+            namespace: k.kind.is_namespaced().then(|| k.namespace.clone()),
+            name: Some(k.name.clone()),
+            ..Default::default()
+        });
+        let kube_event = Event {
+            type_: match event.severity {
+                Severity::Normal => EventType::Normal,
+                Severity::Warning => EventType::Warning,
+            },
+            reason: event.reason.into(),
+            note: Some(event.note.clone()),
+            action: event.reason.into(),
+            secondary,
+        };
+        if let Err(e) = self.recorder.publish(&kube_event, regarding).await {
+            warn!(regarding = ?regarding.name, error = %e, "could not publish Event");
+        }
+    }
+
+    /// Runs `reconcile` under the policy's finalizer ([`FINALIZER`]): kube-runtime adds it before
+    /// the first Apply and removes it once Cleanup has succeeded. Those two writes are fenced
+    /// and counted like the others; without leadership the policy is simply looked at again.
+    pub async fn with_finalizer<Fut>(
+        &self,
+        policy: Arc<TenantPolicy>,
+        reconcile: impl FnOnce(FinalizerEvent<TenantPolicy>) -> Fut,
+    ) -> Result<Requeue, finalizer::Error<Fut::Error>>
+    where
+        Fut: TryFuture<Ok = Requeue>,
+        Fut::Error: std::error::Error + 'static,
+    {
+        let has_finalizer = policy.finalizers().iter().any(|f| f == FINALIZER);
+        let writes_finalizer = has_finalizer == policy.meta().deletion_timestamp.is_some();
+        if writes_finalizer {
+            if !self.may_write() {
+                return Ok(Requeue::requeue(Duration::from_secs(1)));
+            }
+            self.metrics.count_write("finalizer", "TenantPolicy");
+        }
+        let api: Api<TenantPolicy> = Api::all(self.client.clone());
+        finalizer::finalizer(&api, FINALIZER, policy, reconcile).await
+    }
+
+    /// Server-side dry run of a policy as it would be applied (`tenantry plan`): what its schema
+    /// and CEL rules refuse, with the API server's message naming the field.
+    pub async fn dry_run_policy(&self, policy: &TenantPolicy) -> Result<(), String> {
+        let name = policy.name_any();
+        let mut body = serde_json::to_value(policy).map_err(|e| e.to_string())?;
+        body["metadata"] = json!({"name": name});
+        self.metrics.count_write("dryrun", "TenantPolicy");
+        let api: Api<TenantPolicy> = Api::all(self.client.clone());
+        api.patch(
+            &name,
+            &PatchParams::apply("tenantry-plan").dry_run().force(),
+            &Patch::Apply(body),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("the API server would reject TenantPolicy {name}: {e}"))
+    }
 }
 
 fn is_tenantry_managed(object: &DynamicObject) -> bool {
-    object.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+    is_managed(object.labels())
 }

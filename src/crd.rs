@@ -24,7 +24,7 @@ pub const NON_NEGATIVE_RULE: &str =
 /// The TenantPolicy CRD.
 pub fn crd() -> CustomResourceDefinition {
     let mut value = serde_json::to_value(TenantPolicy::crd()).expect("the CRD always serializes");
-    tighten_quantities(&mut value);
+    tighten_quantities(&mut value, true);
     serde_json::from_value(value).expect("still a CRD")
 }
 
@@ -36,7 +36,9 @@ pub fn crd_yaml() -> String {
 
 /// k8s-openapi describes every Quantity with a page of upstream prose and no format check.
 /// Replace that with a one-line description and Kubernetes' own quantity pattern.
-fn tighten_quantities(value: &mut Value) {
+/// `non_negative`: whether quantities get the rule refusing negatives (spec, not status: the
+/// controller's own status writes need no admission check).
+fn tighten_quantities(value: &mut Value, non_negative: bool) {
     match value {
         Value::Object(map) => {
             let is_quantity = map.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true))
@@ -60,14 +62,20 @@ fn tighten_quantities(value: &mut Value) {
                 map.insert("maxLength".into(), json!(QUANTITY_MAX_LENGTH));
                 // Every quantity a policy holds (LimitRange bounds and defaults, quota caps) is
                 // one the API server refuses below zero; refuse it at apply, naming the field.
-                map.insert(
-                    "x-kubernetes-validations".into(),
-                    json!([{"rule": NON_NEGATIVE_RULE, "message": "must not be negative"}]),
-                );
+                if non_negative {
+                    map.insert(
+                        "x-kubernetes-validations".into(),
+                        json!([{"rule": NON_NEGATIVE_RULE, "message": "must not be negative"}]),
+                    );
+                }
             }
-            map.values_mut().for_each(tighten_quantities);
+            for (key, v) in map.iter_mut() {
+                tighten_quantities(v, non_negative && key != "status");
+            }
         }
-        Value::Array(items) => items.iter_mut().for_each(tighten_quantities),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| tighten_quantities(v, non_negative)),
         _ => {}
     }
 }

@@ -105,9 +105,9 @@ impl LiveIndex for [Live] {
     }
 }
 
-/// The plan for one policy.
+/// The writes for one policy, and what needs none.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Plan {
+pub struct Diff {
     pub actions: Vec<Action>,
     /// Desired objects already exactly as declared (key fingerprints).
     pub converged: Vec<u64>,
@@ -120,15 +120,15 @@ pub struct Plan {
 /// `live` finds the Tenantry-managed objects; `handed_over` are keys the winning policy wants
 /// under the same name (left for it to adopt); `known_converged` are fingerprints of keys seen
 /// converged at this generation, so a change to them is drift.
-pub fn plan<L: LiveIndex + ?Sized>(
+pub fn compute<L: LiveIndex + ?Sized>(
     owner: &Owner,
     desired: &[Desired],
     live: &L,
     handed_over: &BTreeSet<ObjectKey>,
     deletion_policy: DeletionPolicy,
     known_converged: &HashSet<u64>,
-) -> Plan {
-    let mut plan = Plan::default();
+) -> Diff {
+    let mut plan = Diff::default();
     for d in desired {
         let drift = |l: Option<&Live>| {
             let changed_by = l.and_then(|l| l.foreign_manager.clone());
@@ -367,8 +367,8 @@ mod tests {
         }
     }
 
-    fn run(desired: &[Desired], live: &[Live]) -> Plan {
-        plan(
+    fn run(desired: &[Desired], live: &[Live]) -> Diff {
+        compute(
             &owner(),
             desired,
             live,
@@ -453,7 +453,7 @@ mod tests {
         let p = run(&[], std::slice::from_ref(&stale));
         assert!(matches!(&p.actions[..], [Action::Delete { .. }]));
 
-        let retained = plan(
+        let retained = compute(
             &owner(),
             &[],
             std::slice::from_ref(&stale),
@@ -470,7 +470,7 @@ mod tests {
         );
         assert_eq!(patch["metadata"]["ownerReferences"], json!([]));
 
-        let handed = plan(
+        let handed = compute(
             &owner(),
             &[],
             std::slice::from_ref(&stale),
@@ -515,7 +515,7 @@ mod tests {
         );
 
         let known = HashSet::from([key("b").fingerprint()]);
-        let p = plan(
+        let p = compute(
             &owner(),
             &[desired("b", json!({"cpu": "1"}))],
             &[][..],

@@ -3,6 +3,9 @@
 //! whole lease duration (judged by its own clock, so clock skew between nodes does not matter).
 //! Writes are fenced: [`Leadership::holds`] is checked before each one, and a leader that cannot
 //! renew within the renew deadline stops writing and exits.
+//!
+//! The Lease is the one object written outside `apply.rs`: it is what leadership is, so it
+//! cannot be fenced by it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,7 +34,9 @@ pub struct Leadership {
     elected: bool,
     leading: AtomicBool,
     last_renewal: std::sync::Mutex<Instant>,
-    lease_duration: Duration,
+    /// How long after its last renewal the lease still counts as held by this process: the renew
+    /// deadline (at most the lease duration), so a leader stops writing before others may take over.
+    renew_deadline: Duration,
 }
 
 impl Leadership {
@@ -41,7 +46,7 @@ impl Leadership {
             elected: false,
             leading: AtomicBool::new(true),
             last_renewal: std::sync::Mutex::new(Instant::now()),
-            lease_duration: Duration::MAX,
+            renew_deadline: Duration::MAX,
         })
     }
 
@@ -51,7 +56,7 @@ impl Leadership {
             return true;
         }
         self.leading.load(Ordering::Acquire)
-            && self.last_renewal.lock().expect("not poisoned").elapsed() < self.lease_duration
+            && self.last_renewal.lock().expect("not poisoned").elapsed() < self.renew_deadline
     }
 }
 
@@ -96,7 +101,7 @@ impl Elector {
             elected: true,
             leading: AtomicBool::new(true),
             last_renewal: std::sync::Mutex::new(Instant::now()),
-            lease_duration: s.renew_deadline.min(s.lease_duration),
+            renew_deadline: s.renew_deadline.min(s.lease_duration),
         });
         let held = leadership.clone();
         tokio::spawn(async move {

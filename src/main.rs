@@ -3,9 +3,8 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use anyhow::Context as _;
-
 use clap::{Parser, Subcommand, ValueEnum};
+use tenantry::cli::{self, Output};
 use tenantry::controller::{self, Settings};
 use tenantry::leader::{self, Elector, Leadership};
 use tenantry::metrics::{self, Metrics};
@@ -24,13 +23,6 @@ struct Cli {
 enum LogFormat {
     Text,
     Json,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Output {
-    Text,
-    Json,
-    Yaml,
 }
 
 #[derive(Subcommand, Debug)]
@@ -61,25 +53,28 @@ enum Command {
         output: Output,
     },
     /// Run the controller with the ambient kubeconfig (in-cluster config when deployed).
-    Run {
-        /// Address of /metrics, /healthz and /readyz (port 0 picks a free port, printed at start).
-        #[arg(long, env = "TENANTRY_METRICS_ADDR", default_value = "0.0.0.0:8080")]
-        metrics_addr: SocketAddr,
-        /// Log format.
-        #[arg(long, env = "TENANTRY_LOG_FORMAT", value_enum, default_value = "text")]
-        log_format: LogFormat,
-        /// Handle only TenantPolicies matching this label selector (sharding, canaries).
-        #[arg(long, env = "TENANTRY_POLICY_SELECTOR")]
-        policy_selector: Option<String>,
-        /// Writes in flight at once while converging one policy.
-        #[arg(long, default_value_t = 32)]
-        write_concurrency: usize,
-        /// Policies reconciled at once.
-        #[arg(long, default_value_t = 4)]
-        reconcile_concurrency: u16,
-        #[command(flatten)]
-        election: ElectionArgs,
-    },
+    Run(RunArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Address of /metrics, /healthz and /readyz (port 0 picks a free port, printed at start).
+    #[arg(long, env = "TENANTRY_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "TENANTRY_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Handle only TenantPolicies matching this label selector (sharding, canaries).
+    #[arg(long, env = "TENANTRY_POLICY_SELECTOR")]
+    policy_selector: Option<String>,
+    /// Writes in flight at once while converging one policy.
+    #[arg(long, default_value_t = 32)]
+    write_concurrency: usize,
+    /// Policies reconciled at once.
+    #[arg(long, default_value_t = 4)]
+    reconcile_concurrency: u16,
+    #[command(flatten)]
+    election: ElectionArgs,
 }
 
 /// Leader election (for more than one replica).
@@ -124,114 +119,6 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
-}
-
-/// Reads TenantPolicies from files and directories (multi-document YAML or JSON).
-fn load_policies(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<tenantry::api::TenantPolicy>> {
-    use serde::Deserialize;
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let mut entries: Vec<_> = std::fs::read_dir(path)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.extension()
-                        .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
-                })
-                .collect();
-            entries.sort();
-            files.extend(entries);
-        } else {
-            files.push(path.clone());
-        }
-    }
-    let mut policies = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("reading {}", file.display()))?;
-        for document in serde_yaml::Deserializer::from_str(&text) {
-            let value = serde_yaml::Value::deserialize(document)
-                .with_context(|| format!("parsing {}", file.display()))?;
-            if value.get("kind").and_then(|k| k.as_str()) != Some("TenantPolicy") {
-                continue;
-            }
-            let policy: tenantry::api::TenantPolicy = serde_yaml::from_value(value)
-                .with_context(|| format!("{}: not a valid TenantPolicy", file.display()))?;
-            policies.push(policy);
-        }
-    }
-    anyhow::ensure!(!policies.is_empty(), "no TenantPolicy found in {paths:?}");
-    Ok(policies)
-}
-
-/// `tenantry plan`: prints what would change; true when something would.
-async fn plan(files: &[std::path::PathBuf], output: Output) -> anyhow::Result<bool> {
-    use kube::api::{Api, Patch, PatchParams};
-    use tenantry::plan::{self, ClusterState};
-    use tenantry::select::NamespaceInfo;
-    let planned = load_policies(files)?;
-    let client = kube::Client::try_default().await?;
-    // What the API server itself would refuse: the policy at admission (schema, CEL) ...
-    let api: Api<tenantry::api::TenantPolicy> = Api::all(client.clone());
-    for p in &planned {
-        let name = p.metadata.name.clone().unwrap_or_default();
-        let mut body = serde_json::to_value(p)?;
-        body["metadata"] = serde_json::json!({"name": name});
-        api.patch(
-            &name,
-            &PatchParams::apply("tenantry-plan").dry_run().force(),
-            &Patch::Apply(body),
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("the API server would reject TenantPolicy {name}: {e}"))?;
-    }
-    let (policies, namespaces, live, classes) = plan::read_cluster(&client).await?;
-    let no_labels = std::collections::BTreeMap::new();
-    let namespaces: Vec<NamespaceInfo> = namespaces
-        .iter()
-        .map(|ns| NamespaceInfo {
-            name: std::borrow::Cow::Borrowed(ns.metadata.name.as_deref().unwrap_or_default()),
-            labels: std::borrow::Cow::Borrowed(ns.metadata.labels.as_ref().unwrap_or(&no_labels)),
-            terminating: ns.metadata.deletion_timestamp.is_some(),
-        })
-        .collect();
-    let cluster = ClusterState {
-        policies,
-        namespaces,
-        live,
-        classes,
-    };
-    let plans = plan::plan(&planned, &cluster).map_err(|e| anyhow::anyhow!(e))?;
-    // ... and each object the planned policies would build.
-    let applier = tenantry::apply::Applier::new(
-        client.clone(),
-        Arc::new(Metrics::default()),
-        8,
-        Leadership::always(),
-    );
-    for p in &planned {
-        let name = p.metadata.name.clone().unwrap_or_default();
-        let all: Vec<tenantry::select::Candidate> = std::iter::once(
-            tenantry::select::Candidate::new(&name, &p.spec).map_err(|e| anyhow::anyhow!(e))?,
-        )
-        .collect();
-        let assignment =
-            tenantry::select::assign(&all[0], &all, &cluster.namespaces, &cluster.classes);
-        let owner = tenantry::resources::Owner {
-            name: name.clone(),
-            uid: "00000000-0000-0000-0000-000000000000".into(),
-        };
-        applier
-            .dry_run(&owner, &assignment.desired)
-            .await
-            .map_err(|e| anyhow::anyhow!("TenantPolicy {name}: {e}"))?;
-    }
-    match output {
-        Output::Text => print!("{}", plan::render(&plans)),
-        Output::Json => println!("{}", serde_json::to_string_pretty(&plans)?),
-        Output::Yaml => print!("{}", serde_yaml::to_string(&plans)?),
-    }
-    Ok(plans.iter().any(|p| !p.changes.is_empty()))
 }
 
 /// The CRD's validation rules use the CEL quantity library; an older API server would refuse the
@@ -301,101 +188,72 @@ async fn cli() -> anyhow::Result<()> {
             namespaces,
             selector,
             output,
-        } => {
-            let client = kube::Client::try_default().await?;
-            let inputs = tenantry::audit::read_cluster(&client).await?;
-            let mut wanted = std::collections::BTreeMap::new();
-            for pair in selector
-                .iter()
-                .flat_map(|s| s.split(','))
-                .filter(|p| !p.is_empty())
-            {
-                let (k, v) = pair
-                    .split_once('=')
-                    .ok_or_else(|| anyhow::anyhow!("--selector: {pair:?} is not key=value"))?;
-                wanted.insert(k.trim().to_owned(), v.trim().to_owned());
-            }
-            let keep = |ns: &k8s_openapi::api::core::v1::Namespace| {
-                use kube::ResourceExt;
-                (namespaces.is_empty() || namespaces.contains(&ns.name_any()))
-                    && wanted.iter().all(|(k, v)| ns.labels().get(k) == Some(v))
-            };
-            let report = tenantry::audit::audit(&inputs, &keep);
-            match output {
-                Output::Text => print!("{}", tenantry::audit::render(&report)),
-                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                Output::Yaml => print!("{}", serde_yaml::to_string(&report)?),
-            }
-        }
-        Command::Plan { files, output } => match plan(&files, output).await {
+        } => cli::audit::run(&namespaces, selector.as_deref(), output).await?,
+        Command::Plan { files, output } => match cli::plan::run(&files, output).await {
             Ok(changes) => std::process::exit(if changes { 2 } else { 0 }),
             Err(e) => {
                 eprintln!("error: {e:#}");
                 std::process::exit(1);
             }
         },
-        Command::Run {
-            metrics_addr,
-            log_format,
-            policy_selector,
-            write_concurrency,
-            reconcile_concurrency,
-            election,
-        } => {
-            init_logging(log_format);
-            let client = kube::Client::try_default().await?;
-            check_kubernetes_version(&client).await?;
-            let metrics = Arc::new(Metrics::default());
-            let bound = metrics::serve(metrics_addr, metrics.clone()).await?;
-            tracing::info!(metrics = %bound, "serving /metrics, /healthz and /readyz");
-            let instance = std::env::var("POD_NAME")
-                .ok()
-                .or_else(|| std::env::var("HOSTNAME").ok());
-            let settings = Settings {
-                policy_selector,
-                write_concurrency,
-                reconcile_concurrency,
-                instance: instance.clone(),
-            };
-            if !election.leader_elect {
-                metrics.leader.set(1);
-                controller::run(client, settings, metrics, Leadership::always()).await?;
-                return Ok(());
-            }
-            let identity = format!(
-                "{}_{}",
-                instance.unwrap_or_else(|| "tenantry".into()),
-                std::process::id()
-            );
-            let elector = Elector::new(
-                client.clone(),
-                leader::Settings {
-                    namespace: election.leader_election_namespace,
-                    lease_name: election.leader_election_id,
-                    identity,
-                    lease_duration: election.lease_duration,
-                    renew_deadline: election.renew_deadline,
-                    retry_period: election.retry_period,
-                },
-            );
-            // A standby candidate is healthy: ready while it waits, not while a new leader syncs.
-            metrics.set_ready(true);
-            let (lost_tx, lost_rx) = tokio::sync::oneshot::channel();
-            let leadership = tokio::select! {
-                leadership = elector.acquire(lost_tx) => leadership,
-                _ = tokio::signal::ctrl_c() => return Ok(()),
-            };
-            metrics.leader.set(1);
-            metrics.set_ready(false);
-            tokio::select! {
-                result = controller::run(client, settings, metrics.clone(), leadership) => result?,
-                _ = lost_rx => {
-                    metrics.leader.set(0);
-                    // Writes are already fenced; exiting lets the Deployment restart this pod as a candidate.
-                    anyhow::bail!("lost leadership");
-                }
-            }
-        }
+        Command::Run(args) => run(args).await?,
     }
     Ok(())
+}
+
+/// `tenantry run`: the controller, directly or once this instance is elected leader.
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let client = kube::Client::try_default().await?;
+    check_kubernetes_version(&client).await?;
+    let metrics = Arc::new(Metrics::default());
+    let bound = metrics::serve(args.metrics_addr, metrics.clone()).await?;
+    tracing::info!(metrics = %bound, "serving /metrics, /healthz and /readyz");
+    let instance = std::env::var("POD_NAME")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok());
+    let settings = Settings {
+        policy_selector: args.policy_selector,
+        write_concurrency: args.write_concurrency,
+        reconcile_concurrency: args.reconcile_concurrency,
+        instance: instance.clone(),
+    };
+    let election = args.election;
+    if !election.leader_elect {
+        metrics.leader.set(1);
+        return controller::run(client, settings, metrics, Leadership::always()).await;
+    }
+    let identity = format!(
+        "{}_{}",
+        instance.unwrap_or_else(|| "tenantry".into()),
+        std::process::id()
+    );
+    let elector = Elector::new(
+        client.clone(),
+        leader::Settings {
+            namespace: election.leader_election_namespace,
+            lease_name: election.leader_election_id,
+            identity,
+            lease_duration: election.lease_duration,
+            renew_deadline: election.renew_deadline,
+            retry_period: election.retry_period,
+        },
+    );
+    // A standby candidate is healthy: ready while it waits, not while a new leader syncs.
+    metrics.set_ready(true);
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel();
+    let leadership = tokio::select! {
+        leadership = elector.acquire(lost_tx) => leadership,
+        _ = tokio::signal::ctrl_c() => return Ok(()),
+    };
+    metrics.leader.set(1);
+    metrics.set_ready(false);
+    tokio::select! {
+        result = controller::run(client, settings, metrics.clone(), leadership) => result,
+        _ = lost_rx => {
+            metrics.leader.set(0);
+            // Writes are already fenced; exiting lets the Deployment restart this pod as a candidate.
+            anyhow::bail!("lost leadership");
+        }
+    }
 }

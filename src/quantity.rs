@@ -94,6 +94,21 @@ pub fn stored_value(s: &str) -> Option<Nanos> {
     }))
 }
 
+/// The value the API server stores, in whole milli-units (the unit of the shared-quota
+/// allocator).
+pub fn milli(s: &str) -> Option<i128> {
+    stored_value(s).map(|Nanos(n)| n / MILLI_IN_NANOS)
+}
+
+/// A quantity of `milli` milli-units, in whole units when exact (`2`, `1500m`).
+pub fn format_milli(milli: i128) -> String {
+    if milli % 1000 == 0 {
+        (milli / 1000).to_string()
+    } else {
+        format!("{milli}m")
+    }
+}
+
 /// True when the API server stores both as the same value (or both are the same unparsable text).
 pub fn same(a: &str, b: &str) -> bool {
     match (stored_value(a), stored_value(b)) {
@@ -160,6 +175,21 @@ mod tests {
             parse("9223372036854775807"),
             Some(Nanos(9_223_372_036_854_775_807 * 1_000_000_000))
         );
+    }
+
+    #[test]
+    fn milli_units_round_up_as_stored_and_print_back() {
+        assert_eq!(milli("1"), Some(1000));
+        assert_eq!(milli("1500m"), Some(1500));
+        assert_eq!(milli("5n"), Some(1));
+        assert_eq!(milli("1Ki"), Some(1_024_000));
+        assert_eq!(milli("lots"), None);
+        assert_eq!(format_milli(2000), "2");
+        assert_eq!(format_milli(1500), "1500m");
+        assert_eq!(format_milli(0), "0");
+        for text in ["3", "250m", "80Gi", "1k"] {
+            assert!(same(&format_milli(milli(text).unwrap()), text), "{text}");
+        }
     }
 
     #[test]

@@ -338,6 +338,46 @@ mod tests {
     }
 
     #[test]
+    fn shared_quotas_compete_as_a_kind_of_their_own() {
+        let shared = spec(json!({"priority": 5, "namespaces": ["a"],
+            "sharedQuotas": [{"name": "team", "hard": {"pods": "20"}}]}));
+        let other = spec(json!({"priority": 9, "namespaces": ["a"],
+            "sharedQuotas": [{"name": "org", "hard": {"pods": "50"}}]}));
+        let quotas = spec(json!({"priority": 1, "namespaces": ["a"],
+            "resourceQuotas": [{"name": "compute", "hard": {"pods": "10"}}]}));
+        let candidates = vec![
+            Candidate::new("shared", &shared).unwrap(),
+            Candidate::new("other", &other).unwrap(),
+            Candidate::new("quotas", &quotas).unwrap(),
+        ];
+        let a = ns("a", &[]);
+        assert_eq!(
+            winner(Section::SharedQuotas, &a, &candidates).unwrap().name,
+            "other"
+        );
+        assert_eq!(
+            winner(Section::ResourceQuotas, &a, &candidates)
+                .unwrap()
+                .name,
+            "quotas",
+            "a shared budget does not take the per-namespace quotas"
+        );
+        let assignment = assign(&candidates[0], &candidates, &[a], &BTreeSet::new());
+        assert_eq!(
+            assignment.shadowed,
+            vec![Shadowed {
+                namespace: "a".into(),
+                section: Section::SharedQuotas,
+                winner: "other".into()
+            }]
+        );
+        assert!(
+            assignment.desired.is_empty(),
+            "the parts are the allocator's, not built here"
+        );
+    }
+
+    #[test]
     fn the_storage_section_competes_per_namespace_and_classes_by_name() {
         let high = spec(json!({"priority": 5, "namespaces": ["a"], "storage": {
             "classes": [{"name": "fast", "provisioner": "x"}], "allowedClasses": ["fast"]}}));

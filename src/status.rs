@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::{Failure, StorageClassState, TenantPolicyStatus};
+use crate::api::{Failure, FailureReason, StorageClassState, TenantPolicyStatus};
+use crate::message;
 use crate::select::{Shadowed, ShadowedClass};
 
 /// At most this many failures are listed in status.
@@ -16,10 +17,7 @@ pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 
-/// Failure reasons that need a person, not a retry.
-pub const TERMINAL_REASONS: [&str; 2] = ["NotOwned", "Invalid"];
-
-/// What one reconcile found and did.
+/// What one reconcile found and did, as status reads it.
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
     pub generation: Option<i64>,
@@ -79,93 +77,9 @@ pub fn compute(
         .iter()
         .map(|s| s.namespace.as_str())
         .collect();
-    let winners: BTreeSet<&str> = summary.shadowed.iter().map(|s| s.winner.as_str()).collect();
     let in_policy = format!("{ready}/{selected} namespaces in policy");
     let g = summary.generation;
-
-    let conditions = if let Some(problem) = &summary.invalid_spec {
-        vec![
-            condition(READY, false, "InvalidSpec", problem, g),
-            condition(RECONCILING, false, "InvalidSpec", problem, g),
-            condition(STALLED, true, "InvalidSpec", problem, g),
-        ]
-    } else if !failures.is_empty() {
-        let terminal = failures
-            .iter()
-            .all(|f| TERMINAL_REASONS.contains(&f.reason.as_str()));
-        let reason = if terminal {
-            failures[0].reason.clone()
-        } else {
-            "ApplyFailed".into()
-        };
-        let first = &failures[0];
-        let more = if failures.len() > 1 {
-            format!(" (and {} more)", failures.len() - 1)
-        } else {
-            String::new()
-        };
-        let object = if first.namespace.is_empty() {
-            format!("{}/{}", first.kind, first.name)
-        } else {
-            format!("{}/{}/{}", first.namespace, first.kind, first.name)
-        };
-        let message = format!(
-            "{in_policy}; {} failed: {object}: {}{more}",
-            failures.len(),
-            first.message
-        );
-        vec![
-            condition(READY, false, &reason, &message, g),
-            condition(
-                RECONCILING,
-                !terminal,
-                if terminal { "Stalled" } else { "Retrying" },
-                &message,
-                g,
-            ),
-            condition(STALLED, terminal, &reason, &message, g),
-        ]
-    } else if !summary.waiting.is_empty() {
-        let message = format!(
-            "{in_policy}; waiting for objects being deleted in {} namespaces",
-            summary.waiting.len()
-        );
-        vec![
-            condition(READY, false, "Progressing", &message, g),
-            condition(RECONCILING, true, "Progressing", &message, g),
-            condition(STALLED, false, "Progressing", &message, g),
-        ]
-    } else {
-        let mut message = in_policy;
-        if !shadowed_namespaces.is_empty() {
-            message.push_str(&format!(
-                "; {} kinds in {} namespaces won by higher-precedence policies: {}",
-                summary.shadowed.len(),
-                shadowed_namespaces.len(),
-                winners.into_iter().collect::<Vec<_>>().join(", ")
-            ));
-        }
-        if !summary.shadowed_classes.is_empty() {
-            message.push_str(&format!(
-                "; StorageClasses owned by higher-precedence policies: {}",
-                summary
-                    .shadowed_classes
-                    .iter()
-                    .map(|c| format!("{} ({})", c.name, c.winner))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-        let shadowed = !shadowed_namespaces.is_empty() || !summary.shadowed_classes.is_empty();
-        let reason = if shadowed { "Shadowed" } else { "Reconciled" };
-        vec![
-            condition(READY, true, reason, &message, g),
-            condition(RECONCILING, false, reason, &message, g),
-            condition(STALLED, false, reason, &message, g),
-        ]
-    };
-
-    let conditions = conditions
+    let conditions = conditions(summary, &failures, &in_policy)
         .into_iter()
         .map(|mut c| {
             let before =
@@ -195,7 +109,83 @@ pub fn compute(
         } else {
             summary.storage_classes.clone()
         },
+        // Filled once the allocator is wired into the pipeline (issue 15).
+        shared_quotas: Vec::new(),
     }
+}
+
+/// Ready, Reconciling and Stalled for what the summary says (before transition times).
+fn conditions(summary: &Summary, failures: &[Failure], in_policy: &str) -> Vec<Condition> {
+    let g = summary.generation;
+    if let Some(problem) = &summary.invalid_spec {
+        vec![
+            condition(READY, false, "InvalidSpec", problem, g),
+            condition(RECONCILING, false, "InvalidSpec", problem, g),
+            condition(STALLED, true, "InvalidSpec", problem, g),
+        ]
+    } else if !failures.is_empty() {
+        failed(failures, in_policy, g)
+    } else if !summary.waiting.is_empty() {
+        let message = format!(
+            "{in_policy}; waiting for objects being deleted in {} namespaces",
+            summary.waiting.len()
+        );
+        vec![
+            condition(READY, false, "Progressing", &message, g),
+            condition(RECONCILING, true, "Progressing", &message, g),
+            condition(STALLED, false, "Progressing", &message, g),
+        ]
+    } else {
+        let mut text = in_policy.to_owned();
+        if !summary.shadowed.is_empty() {
+            text.push_str("; ");
+            text.push_str(&message::shadowed(&summary.shadowed));
+        }
+        if !summary.shadowed_classes.is_empty() {
+            text.push_str("; ");
+            text.push_str(&message::shadowed_classes(&summary.shadowed_classes));
+        }
+        let shadowed = !summary.shadowed.is_empty() || !summary.shadowed_classes.is_empty();
+        let reason = if shadowed { "Shadowed" } else { "Reconciled" };
+        vec![
+            condition(READY, true, reason, &text, g),
+            condition(RECONCILING, false, reason, &text, g),
+            condition(STALLED, false, reason, &text, g),
+        ]
+    }
+}
+
+/// The conditions when some objects failed: Stalled when every failure needs a person.
+fn failed(failures: &[Failure], in_policy: &str, g: Option<i64>) -> Vec<Condition> {
+    let terminal = failures.iter().all(|f| f.reason.is_terminal());
+    let reason = if terminal {
+        failures[0].reason
+    } else {
+        FailureReason::ApplyFailed
+    };
+    let first = &failures[0];
+    let more = if failures.len() > 1 {
+        format!(" (and {} more)", failures.len() - 1)
+    } else {
+        String::new()
+    };
+    let message = format!(
+        "{in_policy}; {} failed: {}: {}{more}",
+        failures.len(),
+        first.object(),
+        first.message
+    );
+    vec![
+        condition(READY, false, reason.as_str(), &message, g),
+        condition(
+            RECONCILING,
+            !terminal,
+            if terminal { "Stalled" } else { "Retrying" },
+            &message,
+            g,
+        ),
+        condition(STALLED, terminal, reason.as_str(), &message, g),
+    ]
 }
 
 /// The state of each declared StorageClass: Shadowed (another policy owns it), NotOwned (a class
@@ -216,7 +206,7 @@ pub fn class_states(
             let state = if shadowed.iter().any(|s| s.name == *name) {
                 "Shadowed"
             } else if let Some(f) = failure {
-                if f.reason == "NotOwned" {
+                if f.reason == FailureReason::NotOwned {
                     "NotOwned"
                 } else {
                     "Failed"
@@ -291,7 +281,7 @@ mod tests {
             namespace: "b".into(),
             kind: "LimitRange".into(),
             name: "defaults".into(),
-            reason: "NotOwned".into(),
+            reason: FailureReason::NotOwned,
             message: "exists and is not managed by Tenantry".into(),
         };
         let summary = Summary {
@@ -320,7 +310,7 @@ mod tests {
                 namespace: format!("ns{i:02}"),
                 kind: "ResourceQuota".into(),
                 name: "q".into(),
-                reason: "ApplyFailed".into(),
+                reason: FailureReason::ApplyFailed,
                 message: "timeout".into(),
             })
             .collect();

@@ -12,6 +12,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod failure;
+pub use failure::{Failure, FailureReason};
+
 /// A DNS-1123 subdomain: the names of LimitRanges, ResourceQuotas, PDBs and StorageClasses.
 pub const DNS_SUBDOMAIN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
@@ -34,8 +37,6 @@ fn at_most_rule(a: &str, b: &str) -> Rule {
     Rule::new(at_most(a, b)).message(format!("{a} must not exceed {b} for any resource").as_str())
 }
 
-/// API group of every Tenantry resource.
-pub const GROUP: &str = "tenantry.io";
 /// Field manager for every server-side apply Tenantry makes.
 pub const FIELD_MANAGER: &str = "tenantry";
 /// Label on every object Tenantry manages: `app.kubernetes.io/managed-by: tenantry`.
@@ -43,6 +44,13 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "tenantry";
 /// Label naming the TenantPolicy that owns a managed object.
 pub const POLICY_LABEL: &str = "tenantry.io/policy";
+/// Label selector of the objects Tenantry manages (its watches, `plan`, `audit`).
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=tenantry";
+
+/// The one check of whether labels mark an object as Tenantry's (whichever policy).
+pub fn is_managed(labels: &BTreeMap<String, String>) -> bool {
+    labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+}
 /// Namespaces a selector never reaches: they are governed only when named in `spec.namespaces`.
 pub const PROTECTED_NAMESPACES: [&str; 4] = [
     "kube-system",
@@ -71,10 +79,14 @@ pub const PROTECTED_NAMESPACES: [&str; 4] = [
     printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.sharedQuotas) || !has(self.resourceQuotas) || \
+    self.sharedQuotas.all(s, self.resourceQuotas.all(q, q.name != s.name))")
+    .message("a sharedQuotas name must differ from every resourceQuotas name (both name a ResourceQuota in each namespace)")
+    .field_path(".sharedQuotas"))]
 pub struct TenantPolicySpec {
     /// Where several policies select one namespace, the highest priority that sets a kind
-    /// (limitRanges, resourceQuotas, podDisruptionBudgets, storage) wins that kind there; ties go to
-    /// the alphabetically first policy name.
+    /// (limitRanges, resourceQuotas, podDisruptionBudgets, sharedQuotas, storage) wins that kind
+    /// there; ties go to the alphabetically first policy name.
     #[serde(default)]
     pub priority: i32,
 
@@ -112,6 +124,15 @@ pub struct TenantPolicySpec {
     #[schemars(length(max = 50))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub pod_disruption_budgets: Vec<PodDisruptionBudgetTemplate>,
+
+    /// Each item is ONE budget for all selected namespaces together (a team's total): in every
+    /// namespace where this policy wins sharedQuotas, Tenantry keeps a ResourceQuota named after
+    /// the item holding that namespace's part of the budget, and moves headroom between the parts
+    /// so that together they never exceed `hard`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub shared_quotas: Vec<SharedQuotaTemplate>,
 
     /// StorageClasses owned by this policy, and which classes selected namespaces may use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -216,6 +237,43 @@ pub struct ResourceQuotaTemplate {
     #[x_kube(merge_strategy = ListMerge::Set)]
     pub scopes: Vec<QuotaScope>,
     /// Scope selector, as core/v1 ResourceQuotaSpec.scopeSelector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_selector: Option<ScopeSelector>,
+}
+
+/// CEL: every quantity of the map field `field` is at least zero.
+fn not_negative(field: &str) -> String {
+    format!("self.{field}.all(r, quantity(string(self.{field}[r])).compareTo(quantity('0')) >= 0)")
+}
+
+/// One budget shared by all selected namespaces. Its parts are ResourceQuotas named after the
+/// item, one per namespace, which together never exceed `hard`.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.scopes) || !('BestEffort' in self.scopes) || self.hard.all(k, k == 'pods' || k == 'count/pods')")
+    .message("a quota with the BestEffort scope can only track pods"))]
+#[x_kube(validation = Rule::new("self.name != 'tenantry-storage'")
+    .message("the name tenantry-storage is reserved for the quota of the storage section")
+    .field_path(".name"))]
+#[x_kube(validation = Rule::new(not_negative("hard"))
+    .message("hard must not be negative for any resource")
+    .field_path(".hard"))]
+pub struct SharedQuotaTemplate {
+    /// Name of the budget, and of the ResourceQuota holding each namespace's part of it
+    /// (DNS-1123 subdomain). Must differ from every resourceQuotas name and from tenantry-storage.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN))]
+    pub name: String,
+    /// The budget: the most all selected namespaces together may use, per resource name (the
+    /// keys of core/v1 ResourceQuotaSpec.hard, such as pods, requests.cpu, requests.memory).
+    #[schemars(extend("minProperties" = 1, "maxProperties" = 64))]
+    pub hard: BTreeMap<String, Quantity>,
+    /// Quota scopes of every part, as core/v1 ResourceQuotaSpec.scopes: only what they match
+    /// counts against the budget.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 7))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
+    pub scopes: Vec<QuotaScope>,
+    /// Scope selector of every part, as core/v1 ResourceQuotaSpec.scopeSelector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope_selector: Option<ScopeSelector>,
 }
@@ -408,25 +466,35 @@ pub struct TenantPolicyStatus {
     /// The StorageClasses this policy owns and their state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub storage_classes: Vec<StorageClassState>,
+    /// One entry per spec.sharedQuotas item: the budget, its use, and what is exhausted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_quotas: Vec<SharedQuotaStatus>,
 }
 
-/// One problem with one object.
-#[derive(
-    Deserialize, Serialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
-)]
+/// State of one shared budget.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct Failure {
-    /// Namespace of the object; empty for cluster-scoped objects.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub namespace: String,
-    /// Kind of the object.
-    pub kind: String,
-    /// Name of the object.
+pub struct SharedQuotaStatus {
+    /// Name of the spec.sharedQuotas item.
     pub name: String,
-    /// CamelCase reason, such as NotOwned or ApplyFailed.
-    pub reason: String,
-    /// What went wrong.
-    pub message: String,
+    /// The budget, per resource name, as declared.
+    #[serde(default)]
+    pub hard: BTreeMap<String, Quantity>,
+    /// What the namespaces use together, per resource name: the sum of the parts' status.used.
+    #[serde(default)]
+    pub used: BTreeMap<String, Quantity>,
+    /// Namespaces holding a part of the budget.
+    #[serde(default)]
+    pub namespaces: i32,
+    /// Resources whose whole budget is in use: new requests for them are refused until usage
+    /// falls.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exhausted: Vec<String>,
+    /// Resources whose use exceeds the budget, by how much: usage that was there when a
+    /// namespace joined or when hard was lowered. Nothing is evicted; nothing new is admitted
+    /// until usage falls below hard.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub over_budget: BTreeMap<String, Quantity>,
 }
 
 /// State of one StorageClass the policy owns.

@@ -15,8 +15,6 @@ pub const IMMUTABLE_FIELDS: [&str; 4] = [
     "reclaimPolicy",
     "volumeBindingMode",
 ];
-/// Fields that can be updated in place.
-pub const MUTABLE_FIELDS: [&str; 2] = ["allowVolumeExpansion", "mountOptions"];
 
 /// The class's fields as declared (the template without its name).
 pub fn build(template: &StorageClassTemplate) -> Value {

@@ -45,7 +45,7 @@ where
     K: Namespaced,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
-    api.list(&kube::api::ListParams::default().labels(tenantry::controller::MANAGED_SELECTOR))
+    api.list(&kube::api::ListParams::default().labels(tenantry::api::MANAGED_SELECTOR))
         .await
         .unwrap()
         .items

@@ -268,10 +268,9 @@ async fn an_existing_class_that_is_not_ours_is_left_untouched_and_reported() {
 
     let status = wait_class_state(&client, &policy, &theirs.name, "NotOwned").await;
     assert!(
-        status
-            .failures
-            .iter()
-            .any(|f| f.kind == "StorageClass" && f.name == theirs.name && f.reason == "NotOwned"),
+        status.failures.iter().any(|f| f.kind == "StorageClass"
+            && f.name == theirs.name
+            && f.reason.as_str() == "NotOwned"),
         "{:?}",
         status.failures
     );

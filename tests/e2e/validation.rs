@@ -27,6 +27,10 @@ fn sc(class: Value) -> Value {
     json!({"storage": {"classes": [class]}})
 }
 
+fn shared(item: Value) -> Value {
+    json!({"sharedQuotas": [item]})
+}
+
 /// (case, spec, the field the message must name, a fragment of the message).
 fn malformed() -> Vec<(&'static str, Value, &'static str, &'static str)> {
     let container = |extra: Value| {
@@ -409,6 +413,75 @@ fn malformed() -> Vec<(&'static str, Value, &'static str, &'static str)> {
             "must not be negative",
         ),
         (
+            "malformed shared quantity",
+            shared(json!({"name": "team", "hard": {"pods": "lots"}})),
+            "spec.sharedQuotas[0].hard.pods",
+            "should match",
+        ),
+        (
+            "negative shared quantity",
+            shared(json!({"name": "team", "hard": {"pods": "10", "requests.cpu": "-1"}})),
+            "spec.sharedQuotas[0].hard",
+            "hard must not be negative",
+        ),
+        (
+            "shared quota without hard",
+            shared(json!({"name": "team"})),
+            "spec.sharedQuotas[0].hard",
+            "Required value",
+        ),
+        (
+            "shared quota with an empty hard",
+            shared(json!({"name": "team", "hard": {}})),
+            "spec.sharedQuotas[0].hard",
+            "at least 1",
+        ),
+        (
+            "duplicate shared quota names",
+            json!({"sharedQuotas": [{"name": "team", "hard": {"pods": "1"}}, {"name": "team", "hard": {"pods": "2"}}]}),
+            "spec.sharedQuotas[1]",
+            "Duplicate value",
+        ),
+        (
+            "shared quota name not DNS-1123",
+            shared(json!({"name": "Team_Budget", "hard": {"pods": "1"}})),
+            "spec.sharedQuotas[0].name",
+            "should match",
+        ),
+        (
+            "shared quota named like the storage section's",
+            shared(json!({"name": "tenantry-storage", "hard": {"pods": "1"}})),
+            "spec.sharedQuotas[0].name",
+            "reserved",
+        ),
+        (
+            "shared quota named like a resourceQuotas item",
+            json!({"resourceQuotas": [{"name": "compute", "hard": {"pods": "1"}}],
+                   "sharedQuotas": [{"name": "compute", "hard": {"pods": "10"}}]}),
+            "spec.sharedQuotas",
+            "must differ from every resourceQuotas name",
+        ),
+        (
+            "shared quota scope",
+            shared(json!({"name": "team", "hard": {"pods": "1"}, "scopes": ["Sometimes"]})),
+            "spec.sharedQuotas[0].scopes[0]",
+            "Unsupported value",
+        ),
+        (
+            "shared BestEffort scope with compute",
+            shared(
+                json!({"name": "team", "hard": {"requests.cpu": "1"}, "scopes": ["BestEffort"]}),
+            ),
+            "spec.sharedQuotas[0]",
+            "BestEffort scope can only track pods",
+        ),
+        (
+            "unknown shared quota field",
+            shared(json!({"name": "team", "hard": {"pods": "1"}, "soft": {"pods": "1"}})),
+            "spec.sharedQuotas[0].soft",
+            "unknown field",
+        ),
+        (
             "priority not a number",
             json!({"priority": "high"}),
             "spec.priority",
@@ -488,6 +561,30 @@ async fn every_sample_policy_is_accepted() {
         count += 1;
     }
     assert!(count >= 4, "samples found: {count}");
+}
+
+#[tokio::test]
+async fn well_formed_shared_quotas_are_accepted() {
+    let client = client().await;
+    install_crd(&client).await;
+    let name = unique_name("shared-ok");
+    // Integer and suffixed quantities, a zero, scopes and a scope selector, beside a
+    // resourceQuotas item of another name.
+    let policy = json!({"apiVersion": "tenantry.io/v1alpha1", "kind": "TenantPolicy",
+        "metadata": {"name": name},
+        "spec": {"namespaces": ["mia"],
+            "resourceQuotas": [{"name": "compute", "hard": {"pods": "20"}}],
+            "sharedQuotas": [
+                {"name": "team-budget", "hard": {"requests.cpu": "40", "requests.memory": "80Gi", "pods": 200},
+                 "scopes": ["NotBestEffort"]},
+                {"name": "best-effort", "hard": {"pods": "0"}, "scopes": ["BestEffort"]},
+                {"name": "high", "hard": {"requests.cpu": "500m"},
+                 "scopeSelector": {"matchExpressions": [{"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]}}]}});
+    let out = kubectl_with_input(
+        &["apply", "--dry-run=server", "-f", "-"],
+        Some(&policy.to_string()),
+    );
+    assert!(out.success, "{}", out.stderr);
 }
 
 async fn assert_untouched(client: &kube::Client, ns: &str) {

@@ -1,15 +1,24 @@
 //! `tenantry plan`: what applying some TenantPolicies would do, computed with the controller's
-//! own selection and diff against the live cluster. The computation is pure ([`plan`]); reading
-//! the cluster and the dry runs are in [`read_cluster`] and the CLI.
+//! own selection and diff against the live cluster. The computation is pure ([`compute`]);
+//! [`run`] reads the files and the cluster, has the API server dry-run the policies and what they
+//! build (through the writer), and prints.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
 
+use kube::runtime::events::Reporter;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::Output;
 use crate::api::TenantPolicy;
+use crate::apply::Writer;
 use crate::diff::{self, Action, LiveIndex};
-use crate::resources::{Live, ObjectKey, Owner};
+use crate::leader::Leadership;
+use crate::metrics::Metrics;
+use crate::resources::{Live, Owner};
 use crate::select::{self, Candidate, NamespaceInfo};
 use crate::validate;
 
@@ -109,7 +118,10 @@ fn changes_of(actions: &[Action], live: &[Live], policy: &str) -> Vec<Change> {
 /// What applying `planned` would do: the planned policies' own changes, and the changes other
 /// policies in the cluster would then make (kinds they lose or win back). Fails with the field
 /// named when a planned policy is invalid.
-pub fn plan(planned: &[TenantPolicy], cluster: &ClusterState) -> Result<Vec<PolicyPlan>, String> {
+pub fn compute(
+    planned: &[TenantPolicy],
+    cluster: &ClusterState,
+) -> Result<Vec<PolicyPlan>, String> {
     let planned_names: BTreeSet<String> = planned
         .iter()
         .filter_map(|p| p.metadata.name.clone())
@@ -156,7 +168,7 @@ pub fn plan(planned: &[TenantPolicy], cluster: &ClusterState) -> Result<Vec<Poli
         let owner = owner_of(policy, uid(me.name).as_deref());
         let assignment =
             select::assign(me, &after_candidates, &cluster.namespaces, &cluster.classes);
-        let actions = diff::plan(
+        let actions = diff::compute(
             &owner,
             &assignment.desired,
             cluster.live.as_slice(),
@@ -180,7 +192,7 @@ pub fn plan(planned: &[TenantPolicy], cluster: &ClusterState) -> Result<Vec<Poli
                         &cluster.classes,
                     );
                     changes_of(
-                        &diff::plan(
+                        &diff::compute(
                             &owner,
                             &a.desired,
                             cluster.live.as_slice(),
@@ -266,19 +278,6 @@ pub fn render(plans: &[PolicyPlan]) -> String {
     out
 }
 
-impl LiveIndex for Vec<Live> {
-    fn get(&self, key: &ObjectKey) -> Option<Live> {
-        LiveIndex::get(self.as_slice(), key)
-    }
-    fn labelled_for(
-        &self,
-        policy: &str,
-        keep: &dyn Fn(crate::resources::Kind, &str, &str) -> bool,
-    ) -> Vec<ObjectKey> {
-        self.as_slice().labelled_for(policy, keep)
-    }
-}
-
 /// Reads what the plan needs from the cluster: policies, namespace metadata, managed objects
 /// (StorageClasses among them) and the names of all StorageClasses.
 pub async fn read_cluster(
@@ -303,7 +302,7 @@ pub async fn read_cluster(
     async fn managed<K: crate::resources::ManagedResource>(
         client: &kube::Client,
     ) -> anyhow::Result<Vec<Live>> {
-        let selector = ListParams::default().labels(crate::controller::MANAGED_SELECTOR);
+        let selector = ListParams::default().labels(crate::api::MANAGED_SELECTOR);
         Ok(Api::<K>::all(client.clone())
             .list(&selector)
             .await?
@@ -332,10 +331,115 @@ pub async fn read_cluster(
     Ok((policies, namespaces, live, names))
 }
 
+/// Reads TenantPolicies from files and directories (multi-document YAML or JSON; other kinds
+/// are skipped).
+pub fn load_policies(paths: &[PathBuf]) -> anyhow::Result<Vec<TenantPolicy>> {
+    use anyhow::Context as _;
+    use serde::Deserialize;
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut entries: Vec<_> = std::fs::read_dir(path)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.extension()
+                        .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
+                })
+                .collect();
+            entries.sort();
+            files.extend(entries);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let mut policies = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_yaml::Value::deserialize(document)
+                .with_context(|| format!("parsing {}", file.display()))?;
+            if value.get("kind").and_then(|k| k.as_str()) != Some("TenantPolicy") {
+                continue;
+            }
+            let policy: TenantPolicy = serde_yaml::from_value(value)
+                .with_context(|| format!("{}: not a valid TenantPolicy", file.display()))?;
+            policies.push(policy);
+        }
+    }
+    anyhow::ensure!(!policies.is_empty(), "no TenantPolicy found in {paths:?}");
+    Ok(policies)
+}
+
+/// `tenantry plan`: prints what applying `files` would do; true when something would change.
+pub async fn run(files: &[PathBuf], output: Output) -> anyhow::Result<bool> {
+    let planned = load_policies(files)?;
+    let client = kube::Client::try_default().await?;
+    let writer = Writer::new(
+        client.clone(),
+        Arc::new(Metrics::default()),
+        8,
+        Leadership::always(),
+        Reporter {
+            controller: "tenantry-plan".into(),
+            instance: None,
+        },
+    );
+    // What the API server itself would refuse: the policy at admission (schema, CEL) ...
+    for p in &planned {
+        writer
+            .dry_run_policy(p)
+            .await
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
+    let (policies, namespaces, live, classes) = read_cluster(&client).await?;
+    let no_labels = BTreeMap::new();
+    let namespaces: Vec<NamespaceInfo> = namespaces
+        .iter()
+        .map(|ns| NamespaceInfo {
+            name: Cow::Borrowed(ns.metadata.name.as_deref().unwrap_or_default()),
+            labels: Cow::Borrowed(ns.metadata.labels.as_ref().unwrap_or(&no_labels)),
+            terminating: ns.metadata.deletion_timestamp.is_some(),
+        })
+        .collect();
+    let cluster = ClusterState {
+        policies,
+        namespaces,
+        live,
+        classes,
+    };
+    let plans = compute(&planned, &cluster).map_err(|e| anyhow::anyhow!(e))?;
+    // ... and each object the planned policies would build.
+    for p in &planned {
+        dry_run_objects(&writer, p, &cluster).await?;
+    }
+    output.print(&plans, |p| render(p))?;
+    Ok(plans.iter().any(|p| !p.changes.is_empty()))
+}
+
+/// The server-side dry run of every distinct object `policy` builds, alone in the cluster.
+async fn dry_run_objects(
+    writer: &Writer,
+    policy: &TenantPolicy,
+    cluster: &ClusterState<'_>,
+) -> anyhow::Result<()> {
+    let name = policy.metadata.name.clone().unwrap_or_default();
+    let alone = [Candidate::new(&name, &policy.spec).map_err(|e| anyhow::anyhow!(e))?];
+    let assignment = select::assign(&alone[0], &alone, &cluster.namespaces, &cluster.classes);
+    let owner = Owner {
+        name: name.clone(),
+        uid: "00000000-0000-0000-0000-000000000000".into(),
+    };
+    writer
+        .dry_run(&owner, &assignment.desired)
+        .await
+        .map_err(|e| anyhow::anyhow!("TenantPolicy {name}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::{Kind, managed_labels};
+    use crate::resources::{Kind, ObjectKey, managed_labels};
     use serde_json::json;
 
     fn policy(name: &str, uid: &str, spec: Value) -> TenantPolicy {
@@ -388,7 +492,7 @@ mod tests {
                 "classes": [{"name": "fast", "provisioner": "x", "reclaimPolicy": "Retain"}],
                 "allowedClasses": ["fast"]}}),
         );
-        let plans = plan(&[planned], &cluster).unwrap();
+        let plans = compute(&[planned], &cluster).unwrap();
         let changes: Vec<(&str, &str, &str)> = plans[0]
             .changes
             .iter()

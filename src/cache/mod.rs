@@ -9,26 +9,34 @@
 //!
 //! Namespaces are cached as what selection reads of them ([`CachedNamespace`]) in the same way.
 //!
-//! [`watch`] maps a watch to these summaries before kube-runtime's reflector stores them, and
-//! passes on only the events that can change what a policy does.
+//! [`watch`] has the watches that fill these caches and tell the controller what changed;
+//! [`stores`] the caches as the reconcile reads them.
+
+pub mod stores;
+pub mod watch;
+
+pub use stores::Stores;
+
+/// A policy as watched: one that does not deserialize (stored under an older schema, say) is
+/// reported on its own instead of breaking the watch of all of them.
+pub type Guarded = kube::core::DeserializeGuard<crate::api::TenantPolicy>;
 
 use std::borrow::{Borrow, Cow};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::marker::PhantomData;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
-use futures::{Stream, StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
-use kube::api::{Api, PartialObjectMeta};
-use kube::runtime::reflector::{self, Lookup, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::api::PartialObjectMeta;
+use kube::runtime::reflector::{Lookup, ObjectRef, Store};
+use kube::runtime::watcher;
 use serde_json::Value;
 
-use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, POLICY_LABEL};
+use crate::api::{MANAGED_BY_LABEL, POLICY_LABEL, is_managed};
+use crate::fingerprint::fingerprint;
 use crate::resources::{Live, ManagedResource, ObjectKey, Owner, spec_fingerprint};
 
 /// Below this many entries an interner is not pruned.
@@ -100,7 +108,7 @@ static NAMES: LazyLock<Interner<str>> = LazyLock::new(Interner::default);
 
 fn name(name: Option<String>) -> Arc<str> {
     let name = name.unwrap_or_default();
-    NAMES.intern(hash_of(name.as_str()), name)
+    NAMES.intern(fingerprint(name.as_str()), name)
 }
 
 /// A uid kept in 16 bytes when it is a UUID in the canonical form the API server generates (so
@@ -171,14 +179,8 @@ impl std::fmt::Display for Version {
     }
 }
 
-fn hash_of(value: impl Hash) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    value.hash(&mut hasher);
-    hasher.finish()
-}
-
 fn hash_of_owners(references: &[OwnerReference]) -> u64 {
-    hash_of(
+    fingerprint(
         references
             .iter()
             .map(|r| {
@@ -219,13 +221,32 @@ pub struct Cached<K> {
     pub spec: Arc<Value>,
     /// [`spec_fingerprint`] of `spec`.
     pub spec_print: u64,
-    /// See [`Summary::changed`].
+    /// See [`Compact::changed`].
     changed: bool,
     kind: PhantomData<fn() -> K>,
 }
 
+/// What of a managed object (of any kind) decides what a policy does with it, as a fingerprint:
+/// its normalised spec, Tenantry's labels, its owners and whether it is being deleted. A change
+/// to anything else (status, other labels, a resync) is not worth a reconcile.
+pub fn worth_a_reconcile(
+    spec_print: u64,
+    labels: &BTreeMap<String, String>,
+    owners: &[OwnerReference],
+    deleting: bool,
+) -> u64 {
+    let owners: Vec<&str> = owners.iter().map(|r| r.uid.as_str()).collect();
+    fingerprint((
+        spec_print,
+        labels.get(MANAGED_BY_LABEL),
+        labels.get(POLICY_LABEL),
+        owners,
+        deleting,
+    ))
+}
+
 /// A compact stand-in, in a cache, for a watched object of kind `K`.
-pub trait Summary<K>: Lookup<DynamicType = ()> + Clone + Send + Sync + 'static {
+pub trait Compact<K>: Lookup<DynamicType = ()> + Clone + Send + Sync + 'static {
     fn of(object: K) -> Self;
     /// Equal in everything that decides what a policy does.
     fn same_for_policies(&self, other: &Self) -> bool;
@@ -279,14 +300,14 @@ impl<K: ManagedResource> Cached<K> {
             .map(|r| r.uid.as_str());
         self.spec_print == fingerprint
             && !self.deleting
-            && self.labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+            && is_managed(&self.labels)
             && self.policy() == Some(owner.name.as_str())
             && controllers.next() == Some(owner.uid.as_str())
             && controllers.next().is_none()
     }
 }
 
-impl<K: ManagedResource> Summary<K> for Cached<K> {
+impl<K: ManagedResource> Compact<K> for Cached<K> {
     fn of(mut object: K) -> Self {
         object.strip(); // leaves of managedFields the foreign manager alone
         let spec = K::KIND.normalize(&object.spec_value());
@@ -305,7 +326,7 @@ impl<K: ManagedResource> Summary<K> for Cached<K> {
             namespace: name(meta.namespace.take()),
             uid: Uid::new(meta.uid.take().unwrap_or_default()),
             resource_version: Version::new(meta.resource_version.take().unwrap_or_default()),
-            labels: LABELS.intern(hash_of(&labels), labels),
+            labels: LABELS.intern(fingerprint(&labels), labels),
             owner_references: OWNERS.intern(hash_of_owners(&owners), owners),
             foreign_manager: meta
                 .managed_fields
@@ -321,14 +342,9 @@ impl<K: ManagedResource> Summary<K> for Cached<K> {
     }
 
     fn same_for_policies(&self, other: &Self) -> bool {
-        fn uids(references: &[OwnerReference]) -> impl Iterator<Item = &str> {
-            references.iter().map(|r| r.uid.as_str())
-        }
-        self.uid == other.uid
-            && self.spec_print == other.spec_print
-            && self.deleting == other.deleting
-            && self.labels == other.labels
-            && uids(&self.owner_references).eq(uids(&other.owner_references))
+        let print =
+            |o: &Self| worth_a_reconcile(o.spec_print, &o.labels, &o.owner_references, o.deleting);
+        self.uid == other.uid && print(self) == print(other)
     }
 
     fn changed(&self) -> bool {
@@ -386,11 +402,11 @@ pub struct CachedNamespace {
     pub name: Arc<str>,
     pub labels: BTreeMap<String, String>,
     pub terminating: bool,
-    /// See [`Summary::changed`].
+    /// See [`Compact::changed`].
     changed: bool,
 }
 
-impl Summary<PartialObjectMeta<Namespace>> for CachedNamespace {
+impl Compact<PartialObjectMeta<Namespace>> for CachedNamespace {
     fn of(namespace: PartialObjectMeta<Namespace>) -> Self {
         let meta = namespace.metadata;
         Self {
@@ -454,7 +470,10 @@ impl Lookup for CachedNamespace {
 
 /// The summary of a watch event; `cached` (the store being fed, which still holds the previous
 /// version) decides whether it is a change worth a reconcile.
-fn summarise<K, S: Summary<K>>(event: watcher::Event<K>, cached: &Store<S>) -> watcher::Event<S> {
+pub(crate) fn summarise<K, S: Compact<K>>(
+    event: watcher::Event<K>,
+    cached: &Store<S>,
+) -> watcher::Event<S> {
     let compared = |object: K| {
         let mut object = S::of(object);
         let mut key = ObjectRef::new(&object.name().unwrap_or_default());
@@ -475,43 +494,6 @@ fn summarise<K, S: Summary<K>>(event: watcher::Event<K>, cached: &Store<S>) -> w
     }
 }
 
-/// A watch cached as summaries `S`. The stream yields the objects that changed in what a policy
-/// reads of them, and every deletion; `listed` runs each time a (re)list is complete and in the
-/// cache.
-pub fn watch<K, S>(
-    api: Api<K>,
-    config: watcher::Config,
-    mut listed: impl FnMut() + Send + 'static,
-) -> (
-    Store<S>,
-    impl Stream<Item = Result<S, watcher::Error>> + Send + 'static,
-)
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + Debug + Send + 'static,
-    S: Summary<K>,
-{
-    let (store, writer) = reflector::store::<S>();
-    let previous = store.clone();
-    let events = watcher(api, config)
-        .default_backoff()
-        .map_ok(move |event| summarise(event, &previous));
-    let changes = reflector::reflector(writer, events).filter_map(move |event| {
-        future::ready(match event {
-            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                o.changed().then_some(Ok(o))
-            }
-            Ok(watcher::Event::Delete(o)) => Some(Ok(o)),
-            Ok(watcher::Event::InitDone) => {
-                listed();
-                None
-            }
-            Ok(watcher::Event::Init) => None,
-            Err(e) => Some(Err(e)),
-        })
-    });
-    (store, changes)
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeSet, HashSet};
@@ -523,6 +505,7 @@ mod tests {
     use crate::api::DeletionPolicy;
     use crate::diff::{self, Action};
     use crate::resources::{Desired, Kind, managed_labels};
+    use kube::runtime::reflector;
 
     fn owner() -> Owner {
         Owner {
@@ -615,7 +598,7 @@ mod tests {
     #[test]
     fn the_diff_patches_from_the_normalised_live_spec() {
         let live = [Cached::new(quota("a", json!({"cpu": "1000m", "pods": "5"}))).to_live()];
-        let plan = diff::plan(
+        let plan = diff::compute(
             &owner(),
             &[desired("a", json!({"cpu": "1"}))],
             &live[..],

@@ -655,6 +655,33 @@ pub fn render(report: &Report) -> String {
     out
 }
 
+/// `tenantry audit`: reads the cluster, keeps the namespaces named (`namespaces`, none = all) and
+/// matching `selector` (key=value[,key=value...]), and prints the report.
+pub async fn run(
+    namespaces: &[String],
+    selector: Option<&str>,
+    output: super::Output,
+) -> anyhow::Result<()> {
+    let mut wanted = BTreeMap::new();
+    for pair in selector
+        .iter()
+        .flat_map(|s| s.split(','))
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--selector: {pair:?} is not key=value"))?;
+        wanted.insert(k.trim().to_owned(), v.trim().to_owned());
+    }
+    let client = kube::Client::try_default().await?;
+    let inputs = read_cluster(&client).await?;
+    let keep = |ns: &Namespace| {
+        (namespaces.is_empty() || namespaces.contains(&ns.name_any()))
+            && wanted.iter().all(|(k, v)| ns.labels().get(k) == Some(v))
+    };
+    output.print(&audit(&inputs, &keep), render)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,1145 @@
+//! The shared-quota allocator: sizes each namespace's part of one budget (`spec.sharedQuotas`
+//! item) so that the parts, as admission enforces them, never add up to more than the budget.
+//! Pure: the parts as observed and a small memory in, the writes and the next memory out.
+//!
+//! # Safety
+//! Admission enforces a part's `status.hard`, which kube-controller-manager copies from
+//! `spec.hard` in its own time, so a part's *enforced* size is the larger of the two. Every write
+//! the allocator returns keeps, for every resource, the sum over parts of max(spec, status) at
+//! most the budget, after any subset of the writes, applied in any order, and under any order of
+//! the copies:
+//! - A lowering is written at once but credited nothing until `status.hard` is observed lowered,
+//!   and then only with what it provably freed: its part counts at the larger of its new size and
+//!   the highest `status.used` seen from the lowering write until it was enforced.
+//! - A raise is written only when it fits beside what every part *commits*:
+//!   max(spec, status, used, that highest use while a lowering is pending). A raise that needs a
+//!   lowering to be enforced first is withheld and returned by a later run.
+//! - A part is created at zero and sized once kube-controller-manager has reported in its status
+//!   what the namespace already uses (a namespace joins with the pods it has). While a namespace's
+//!   use is unknown (a part to create, or one without status) nothing is raised anywhere. A part
+//!   just created limits nothing until its status is written (the window Kubernetes leaves); it
+//!   counts at its spec size from the moment it is created.
+//! - A part below its use (a namespace that joined with it) holds its use.
+//! - A part missing a resource of the budget limits nothing of it: no raise of that resource
+//!   anywhere until every part carries it.
+//!
+//! # Headroom rule
+//! Per resource, with `used` the parts' `status.used`, `n` the namespaces in the budget and
+//! `step` the unit headroom is handed out in (1m for CPU resources, one whole unit otherwise):
+//! - *slack* = hard minus what all namespaces use; *target* headroom = the smaller of a chunk of
+//!   hard/(2n) (at least one step) and an even split slack/n, rounded down to a step. So while the
+//!   budget is plentiful every namespace holds a chunk and the rest stays free for whoever grows;
+//!   when it is scarce, the slack is split evenly; when slack/n is below a step, headroom goes a
+//!   step at a time to the namespaces that ask.
+//! - A namespace *needs* headroom when its part minus its use is below half the target (and
+//!   below one step at least): its usage has reached its part. It is raised to use + the target
+//!   (at least one step), from the free budget first, then from namespaces holding more than the
+//!   target, which are lowered to use + target (the largest surplus first, only as much as is
+//!   needed). So a rebalance writes only the parts it moves headroom between.
+//! - Where the controller knows the largest request a part refused (`Part::refused`), a part
+//!   also needs headroom while its headroom is below that request, and is raised to fit it.
+//! - When the slack is less than a step per namespace, headroom is taken from others only for a
+//!   namespace whose use grew since its part was last written (it is asking, not idle); that keeps
+//!   the last steps from moving back and forth. An idle namespace may end with no headroom then,
+//!   and gets some from the free budget as soon as there is any.
+//! - Parts adding up to more than hard (hard lowered, a part raised by hand with no memory of it)
+//!   are lowered: surplus above the target first, then headroom, largest first.
+//! - When the namespaces together use hard or more (a namespace joined with its usage, hard was
+//!   lowered below use), every part shrinks to at most its use, and if those still add up to more
+//!   than hard, to a share of hard proportional to its use: nothing new is admitted anywhere until
+//!   use falls below hard, and nothing is evicted. The status reports how far over.
+//! - A part edited by someone else is restored to what was last written (a lowering at once, a
+//!   raise when it fits). A namespace leaving the budget has its part deleted (or released, under
+//!   Retain); it counts until it is gone.
+//! - Nothing else is written: the allocator's output, applied and enforced, is a fixed point.
+//!
+//! Quantities are integer milli-units (see [`crate::quantity`]); no floating point.
+//!
+//! # Use from the controller
+//! Per (policy, sharedQuotas item): build the [`Part`]s (every namespace where the policy wins
+//! sharedQuotas, and every namespace still holding a part of the item that is not, see
+//! [`crate::resources::shared_quota::part_of`]), call [`allocate`] with the [`Memory`] kept from
+//! the last run, keep the returned memory, apply the writes in order (each guarded by the
+//! resourceVersion read, so a write based on a stale read fails rather than lands), and run again
+//! on the next change of a part, or soon when [`Allocation::settled`] is false.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use crate::quantity;
+
+/// An amount in milli-units (1 = 1m). Wide enough for any Kubernetes quantity.
+pub type Milli = i128;
+
+/// Amounts per resource name, as in a quota's `hard` or `used`.
+pub type Amounts = BTreeMap<String, Milli>;
+
+/// One namespace's part of the budget, as observed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Part {
+    pub namespace: String,
+    /// The part's `spec.hard`; `None` when the namespace has no part yet.
+    pub spec: Option<Amounts>,
+    /// The part's `status.hard`; `None` until kube-controller-manager has written it.
+    pub status: Option<Amounts>,
+    /// The part's `status.used` (absent resources count as zero).
+    pub used: Amounts,
+    /// Whether the namespace is still in the budget (selected, and the policy wins
+    /// sharedQuotas there). A part of a namespace that is not is deleted.
+    pub selected: bool,
+    /// The largest request admission refused against this part since it was last written, per
+    /// resource, when the controller knows it (quota admission names it in the error, which the
+    /// ReplicaSet controller repeats in its FailedCreate Events); empty otherwise. The
+    /// allocator sees use, not requests: without this, a namespace whose headroom is not
+    /// below half the target but smaller than its next request waits for the slack to change.
+    pub refused: Amounts,
+}
+
+/// What the allocator remembers of one shared budget between runs. The controller keeps one per
+/// (policy, sharedQuotas item), starting from `Memory::default()` (also after a restart: the
+/// allocator is safe without it, it only writes a little more).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Memory {
+    parts: BTreeMap<String, PartMemory>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct PartMemory {
+    /// The `spec.hard` last written: a different spec is someone else's edit, to restore.
+    written: Option<Amounts>,
+    /// Per resource with a lowering written and not yet seen enforced: the highest `status.used`
+    /// seen since the lowering was written.
+    lowering_peaks: Amounts,
+    /// Use when the part was last written: use above it means the namespace is asking for more.
+    used_when_written: Amounts,
+}
+
+/// A write to one part. The controller applies them in order, guarded by the resourceVersion
+/// it read; any subset of them is safe, so a failed write needs no undo.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Create the namespace's part with this `spec.hard`.
+    Create { namespace: String, hard: Amounts },
+    /// Set the part's `spec.hard`.
+    SetHard { namespace: String, hard: Amounts },
+    /// The namespace left the budget: delete its part (or release it, under Retain).
+    Delete { namespace: String },
+}
+
+impl Write {
+    pub fn namespace(&self) -> &str {
+        match self {
+            Write::Create { namespace, .. }
+            | Write::SetHard { namespace, .. }
+            | Write::Delete { namespace } => namespace,
+        }
+    }
+}
+
+/// The state of the budget, for `status.sharedQuotas`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Sum of the parts' `status.used`, per resource of the budget.
+    pub used: Amounts,
+    /// Namespaces holding a part (in the budget).
+    pub namespaces: usize,
+    /// Resources whose whole budget is in use (less than one step left).
+    pub exhausted: Vec<String>,
+    /// Resources used beyond the budget, by how much.
+    pub over_budget: Amounts,
+}
+
+impl Usage {
+    /// The status entry of the budget `name` (`status.sharedQuotas[]`).
+    pub fn to_status(&self, name: &str, budget: &Amounts) -> crate::api::SharedQuotaStatus {
+        crate::api::SharedQuotaStatus {
+            name: name.to_owned(),
+            hard: quantities(budget),
+            used: quantities(&self.used),
+            namespaces: i32::try_from(self.namespaces).unwrap_or(i32::MAX),
+            exhausted: self.exhausted.clone(),
+            over_budget: quantities(&self.over_budget),
+        }
+    }
+}
+
+/// The result of one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Allocation {
+    /// Deletions, then lowerings, then creations, then raises.
+    pub writes: Vec<Write>,
+    /// The memory for the next run (keep it whether or not the writes succeed).
+    pub memory: Memory,
+    pub usage: Usage,
+}
+
+impl Allocation {
+    /// Nothing to write and nothing newly learnt: no need to run again until a part changes.
+    /// Otherwise run again once the writes are applied (or after a short delay).
+    pub fn settled(&self, previous: &Memory) -> bool {
+        self.writes.is_empty() && self.memory == *previous
+    }
+}
+
+/// The unit headroom of `resource` is handed out in: 1m for CPU, one whole unit otherwise (a
+/// part of 2.5 pods admits 2).
+pub fn step(resource: &str) -> Milli {
+    if resource == "cpu" || resource.ends_with(".cpu") {
+        1
+    } else {
+        1000
+    }
+}
+
+/// Amounts from a quantity map (as stored: rounded up to a milli-unit); the error names the
+/// resource whose quantity does not parse.
+pub fn amounts(quantities: &BTreeMap<String, Quantity>) -> Result<Amounts, String> {
+    quantities
+        .iter()
+        .map(|(resource, q)| {
+            quantity::milli(&q.0)
+                .map(|m| (resource.clone(), m))
+                .ok_or_else(|| format!("{resource}: {:?} is not a quantity", q.0))
+        })
+        .collect()
+}
+
+/// Quantities for a quota's `hard` or a status, spelled in whole units where exact.
+pub fn quantities(amounts: &Amounts) -> BTreeMap<String, Quantity> {
+    amounts
+        .iter()
+        .map(|(resource, m)| (resource.clone(), Quantity(quantity::format_milli(*m))))
+        .collect()
+}
+
+/// Runs the allocator once. `parts` has at most one entry per namespace: every namespace in the
+/// budget (with or without a part yet) and every namespace still holding a part that left it.
+pub fn allocate(budget: &Amounts, parts: &[Part], memory: &Memory) -> Allocation {
+    let observed = observe(parts, memory);
+    let targets = plan(budget, parts, &observed);
+    let (writes, memory) = write(budget, parts, &observed, &targets);
+    Allocation {
+        writes,
+        memory,
+        usage: usage(budget, parts),
+    }
+}
+
+/// Per part: its memory with the lowering peaks updated by this observation, and for each
+/// resource what it commits this run.
+struct Observed {
+    memory: Vec<PartMemory>,
+    committed: Vec<BTreeMap<String, Option<Milli>>>,
+}
+
+fn observe(parts: &[Part], memory: &Memory) -> Observed {
+    let mut memories = Vec::with_capacity(parts.len());
+    let mut committed = Vec::with_capacity(parts.len());
+    for part in parts {
+        let mut mem = memory
+            .parts
+            .get(&part.namespace)
+            .cloned()
+            .unwrap_or_default();
+        for (resource, peak) in mem.lowering_peaks.iter_mut() {
+            *peak = (*peak).max(used(part, resource));
+        }
+        committed.push(commitments(part, &mem));
+        // A lowering seen enforced has been credited (at its peak, above): forget the peak.
+        mem.lowering_peaks
+            .retain(|resource, _| !lowering_enforced(part, resource));
+        memories.push(mem);
+    }
+    Observed {
+        memory: memories,
+        committed,
+    }
+}
+
+fn used(part: &Part, resource: &str) -> Milli {
+    part.used.get(resource).copied().unwrap_or(0)
+}
+
+fn lowering_enforced(part: &Part, resource: &str) -> bool {
+    match (&part.spec, &part.status) {
+        (Some(spec), Some(status)) => match (spec.get(resource), status.get(resource)) {
+            (Some(s), Some(h)) => h <= s,
+            _ => false,
+        },
+        // No part any more: nothing to wait for.
+        (None, _) => true,
+        (Some(_), None) => false,
+    }
+}
+
+/// What a part commits per resource: the most its namespace may be using, or come to use, as far
+/// as this observation proves. `None`: unlimited (the part lacks the resource).
+fn commitments(part: &Part, mem: &PartMemory) -> BTreeMap<String, Option<Milli>> {
+    let Some(spec) = &part.spec else {
+        return BTreeMap::new(); // no part: nothing of the budget is held there yet
+    };
+    let resources: BTreeSet<&String> = spec
+        .keys()
+        .chain(part.status.iter().flat_map(|s| s.keys()))
+        .chain(mem.lowering_peaks.keys())
+        .collect();
+    resources
+        .into_iter()
+        .map(|resource| {
+            // Until kube-controller-manager writes status, the part limits nothing and its use
+            // (pods there before it joined) is unknown: nothing can be proven free.
+            let status = part.status.as_ref().and_then(|s| s.get(resource)).copied();
+            let enforced = spec
+                .get(resource)
+                .copied()
+                .zip(status)
+                .map(|(s, h)| s.max(h));
+            let peak = mem.lowering_peaks.get(resource).copied().unwrap_or(0);
+            (
+                resource.clone(),
+                enforced.map(|e| e.max(used(part, resource)).max(peak)),
+            )
+        })
+        .collect()
+}
+
+/// What one part commits of `resource`; `None` when unlimited or not known: a namespace joining
+/// (no part yet) or a part without status may already use any amount.
+fn committed_of(observed: &Observed, i: usize, part: &Part, resource: &str) -> Option<Milli> {
+    match &part.spec {
+        None if part.selected => None,
+        None => Some(0),
+        Some(_) => observed.committed[i].get(resource).copied().flatten(),
+    }
+}
+
+/// The planned size of every part in the budget, per resource: `targets[i]` for `parts[i]`,
+/// empty for parts leaving it.
+fn plan(budget: &Amounts, parts: &[Part], observed: &Observed) -> Vec<Amounts> {
+    let mut targets = vec![Amounts::new(); parts.len()];
+    for (resource, &hard) in budget {
+        let mut lines = Vec::new();
+        let mut held_by_leavers = 0;
+        for (i, part) in parts.iter().enumerate() {
+            if part.selected {
+                lines.push(line(part, &observed.memory[i], resource, i));
+            } else {
+                let committed = committed_of(observed, i, part, resource);
+                held_by_leavers += committed.unwrap_or_else(|| spec_of(part, resource));
+            }
+        }
+        for (i, size) in size_resource(hard - held_by_leavers, step(resource), &lines) {
+            targets[i].insert(resource.clone(), size);
+        }
+    }
+    targets
+}
+
+fn spec_of(part: &Part, resource: &str) -> Milli {
+    part.spec
+        .as_ref()
+        .and_then(|s| s.get(resource))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// One part in the budget, for planning one resource.
+#[derive(Clone, Debug)]
+struct Line {
+    index: usize,
+    namespace: String,
+    /// The size the allocator meant the part to have: what it last wrote, else what it has.
+    planned: Milli,
+    used: Milli,
+    /// Use grew since the part was last written (or that is not known), or a request was refused.
+    asking: bool,
+    /// The largest request refused (0 when not known).
+    refused: Milli,
+}
+
+impl Line {
+    fn headroom(&self) -> Milli {
+        self.planned - self.used
+    }
+}
+
+fn line(part: &Part, mem: &PartMemory, resource: &str, index: usize) -> Line {
+    let planned = mem
+        .written
+        .as_ref()
+        .and_then(|w| w.get(resource))
+        .copied()
+        .unwrap_or_else(|| spec_of(part, resource));
+    let used = used(part, resource);
+    // Nothing written yet (or forgotten): it may be asking.
+    let refused = part.refused.get(resource).copied().unwrap_or(0);
+    let asking = mem.written.is_none()
+        || used > mem.used_when_written.get(resource).copied().unwrap_or(0)
+        || refused > planned - used;
+    Line {
+        index,
+        namespace: part.namespace.clone(),
+        planned,
+        used,
+        asking,
+        refused,
+    }
+}
+
+fn floor_to(value: Milli, step: Milli) -> Milli {
+    if value <= 0 { 0 } else { value - value % step }
+}
+
+/// Sizes of the parts of one resource, given what of the budget is `available` to them.
+fn size_resource(available: Milli, step: Milli, lines: &[Line]) -> Vec<(usize, Milli)> {
+    if lines.is_empty() {
+        return Vec::new();
+    }
+    let total_used: Milli = lines.iter().map(|l| l.used).sum();
+    let sizes = if total_used >= available {
+        shrink_to_use(available, step, lines, total_used)
+    } else {
+        share_headroom(available, step, lines, available - total_used)
+    };
+    lines.iter().map(|l| l.index).zip(sizes).collect()
+}
+
+/// Use at or above the budget: every part at most its use, together at most `available`.
+fn shrink_to_use(available: Milli, step: Milli, lines: &[Line], total_used: Milli) -> Vec<Milli> {
+    let kept: Vec<Milli> = lines.iter().map(|l| l.planned.min(l.used).max(0)).collect();
+    if kept.iter().sum::<Milli>() <= available {
+        return kept;
+    }
+    let available = available.max(0);
+    if total_used == 0 {
+        return vec![0; lines.len()]; // leavers still hold the whole budget
+    }
+    lines
+        .iter()
+        .zip(kept)
+        .map(|(l, k)| {
+            // A share proportional to use; 0 in the (unrealistic) case the product overflows.
+            let share = l.used.checked_mul(available).map_or(0, |p| p / total_used);
+            k.min(floor_to(share, step))
+        })
+        .collect()
+}
+
+/// Use below the budget: `slack` of it is headroom to share by the rule in the module doc.
+fn share_headroom(available: Milli, step: Milli, lines: &[Line], slack: Milli) -> Vec<Milli> {
+    let n = lines.len() as Milli;
+    let chunk = floor_to(available / (2 * n), step).max(step);
+    let target = chunk.min(floor_to(slack / n, step));
+    let low = step.max(floor_to(target / 2, step));
+    let grant = target.max(step);
+    let scarce = target < step;
+
+    let mut sizes: Vec<Milli> = lines.iter().map(|l| l.planned).collect();
+    // A part below its use (a namespace that joined with it) holds its use all the same.
+    let held = |sizes: &[Milli], i: usize| sizes[i].max(lines[i].used);
+    let mut free = available - (0..lines.len()).map(|i| held(&sizes, i)).sum::<Milli>();
+    if free < 0 {
+        free += reclaim(&mut sizes, lines, target, -free);
+    }
+    let needs_more =
+        |sizes: &[Milli], i: usize| sizes[i] - lines[i].used < low.max(lines[i].refused);
+    let mut needy: Vec<usize> = (0..lines.len())
+        .filter(|&i| needs_more(&sizes, i))
+        .collect();
+    // Those asking first, then the emptiest, then by name: deterministic.
+    needy.sort_by_key(|&i| (!lines[i].asking, lines[i].headroom(), &lines[i].namespace));
+    // A donor keeps the target (and room for what it was refused), and does not need any.
+    let keep = |j: usize| target.max(lines[j].refused);
+    let is_donor = |sizes: &[Milli], j: usize| {
+        sizes[j] - lines[j].used > keep(j).max(low - 1).max(lines[j].refused - 1)
+    };
+    let mut granted = vec![false; lines.len()];
+    for i in needy {
+        granted[i] = true;
+        let want = lines[i].used + grant.max(lines[i].refused) - held(&sizes, i);
+        let from_free = want.min(free).max(0);
+        free -= from_free;
+        let mut got = from_free;
+        if from_free < want && (!scarce || lines[i].asking) {
+            let mut donors: Vec<usize> = (0..lines.len())
+                .filter(|&j| !granted[j] && is_donor(&sizes, j))
+                .collect();
+            donors.sort_by_key(|&j| (lines[j].used - sizes[j], &lines[j].namespace));
+            let mut missing = want - from_free;
+            for j in donors {
+                if missing == 0 {
+                    break;
+                }
+                let give = (sizes[j] - lines[j].used - keep(j)).min(missing);
+                sizes[j] -= give;
+                got += give;
+                missing -= give;
+            }
+        }
+        if got > 0 {
+            sizes[i] = held(&sizes, i) + got;
+        }
+    }
+    sizes
+}
+
+/// Parts planned above the budget: lowers them by `excess`, surplus above the target first, then
+/// headroom, the largest first. Returns what it freed.
+fn reclaim(sizes: &mut [Milli], lines: &[Line], target: Milli, excess: Milli) -> Milli {
+    let mut freed = 0;
+    for keep in [target, 0] {
+        let mut order: Vec<usize> = (0..lines.len()).collect();
+        order.sort_by_key(|&j| (lines[j].used - sizes[j], &lines[j].namespace));
+        for j in order {
+            if freed >= excess {
+                return freed;
+            }
+            let surplus = sizes[j] - lines[j].used - keep;
+            if surplus > 0 {
+                let take = surplus.min(excess - freed);
+                sizes[j] -= take;
+                freed += take;
+            }
+        }
+    }
+    freed
+}
+
+/// What is free of the budget per resource, by what the parts commit; `None` where nothing can
+/// be proven free (a part is unlimited, or its use is not known yet).
+type Free<'a> = BTreeMap<&'a String, Option<Milli>>;
+
+/// The writes that bring the parts to their targets safely, and the memory after them.
+fn write(
+    budget: &Amounts,
+    parts: &[Part],
+    observed: &Observed,
+    targets: &[Amounts],
+) -> (Vec<Write>, Memory) {
+    let mut free: Free = budget
+        .iter()
+        .map(|(resource, &hard)| {
+            let held = parts.iter().enumerate().try_fold(0, |sum: Milli, (i, p)| {
+                committed_of(observed, i, p, resource).map(|c| sum + c)
+            });
+            (resource, held.map(|h| hard - h))
+        })
+        .collect();
+    let mut memory = Memory::default();
+    let (mut deletes, mut lowers, mut creates, mut raises) = (vec![], vec![], vec![], vec![]);
+    for (i, part) in parts.iter().enumerate() {
+        let mut mem = observed.memory[i].clone();
+        let namespace = part.namespace.clone();
+        match &part.spec {
+            Some(_) if !part.selected => deletes.push(Write::Delete { namespace }),
+            None if !part.selected => continue,
+            None => {
+                // Created at zero: what its namespace already uses is unknown until
+                // kube-controller-manager reports it in the part's status. Sized on the next run.
+                let hard: Amounts = budget.keys().map(|r| (r.clone(), 0)).collect();
+                mem = PartMemory {
+                    written: Some(hard.clone()),
+                    ..PartMemory::default()
+                };
+                creates.push(Write::Create { namespace, hard });
+            }
+            Some(current) => {
+                let (hard, raised) =
+                    resize(budget, part, observed, i, &targets[i], &mut mem, &mut free);
+                if hard == *current {
+                    // Nothing remembered (a restart): what is there is taken as ours. Otherwise a
+                    // restore that has to wait keeps what was written in memory.
+                    if mem.written.is_none() {
+                        mem.written = Some(hard);
+                        mem.used_when_written = part.used.clone();
+                    }
+                } else {
+                    mem.written = Some(hard.clone());
+                    mem.used_when_written = part.used.clone();
+                    let write = Write::SetHard { namespace, hard };
+                    if raised {
+                        raises.push(write)
+                    } else {
+                        lowers.push(write)
+                    }
+                }
+            }
+        }
+        memory.parts.insert(part.namespace.clone(), mem);
+    }
+    let writes = [deletes, lowers, creates, raises].concat();
+    (writes, memory)
+}
+
+/// The spec.hard an existing part gets this run (every lowering, the raises that fit), and
+/// whether it raises anything.
+fn resize(
+    budget: &Amounts,
+    part: &Part,
+    observed: &Observed,
+    i: usize,
+    targets: &Amounts,
+    mem: &mut PartMemory,
+    free: &mut Free,
+) -> (Amounts, bool) {
+    let current = part.spec.clone().unwrap_or_default();
+    let mut hard = current.clone();
+    hard.retain(|resource, _| budget.contains_key(resource));
+    let mut raised = false;
+    for (resource, &target) in targets {
+        let size = match current.get(resource).copied() {
+            // Lowering (or limiting a resource the part lacked): at once, credited later.
+            Some(now) if target < now => lower(mem, part, resource, target),
+            None => lower(mem, part, resource, target),
+            Some(now) if target == now => now,
+            Some(now) => {
+                let raise = Raise {
+                    resource,
+                    target,
+                    now,
+                    before: committed_of(observed, i, part, resource),
+                };
+                let fitted = fit(raise, part, mem, free.get_mut(resource));
+                raised |= fitted > now;
+                fitted
+            }
+        };
+        hard.insert(resource.clone(), size);
+    }
+    (hard, raised)
+}
+
+/// Records a lowering of `resource` to `target` (its use seen so far) and returns the new size.
+fn lower(mem: &mut PartMemory, part: &Part, resource: &str, target: Milli) -> Milli {
+    let peak = mem.lowering_peaks.entry(resource.to_owned()).or_insert(0);
+    *peak = (*peak).max(used(part, resource));
+    target
+}
+
+/// `target` when the raise fits in what is `free` of the budget, else (withheld) `now`.
+fn fit(raise: Raise, part: &Part, mem: &PartMemory, free: Option<&mut Option<Milli>>) -> Milli {
+    let Raise {
+        resource,
+        target,
+        now,
+        before,
+    } = raise;
+    let (Some(Some(free)), Some(before)) = (free, before) else {
+        return now; // nothing can be proven free
+    };
+    // What the part commits whatever its spec: its enforced status, its use, a pending peak.
+    let status = part.status.as_ref().and_then(|s| s.get(resource)).copied();
+    let peak = mem.lowering_peaks.get(resource).copied();
+    let floor = [status, peak, Some(used(part, resource))]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(0);
+    let cost = (target.max(floor) - before).max(0);
+    if cost > *free {
+        return now;
+    }
+    *free -= cost;
+    target
+}
+
+/// A raise of one resource of one part to `target`, from `now` (its spec) and `before` (what it
+/// commits now; `None`: not known).
+struct Raise<'a> {
+    resource: &'a str,
+    target: Milli,
+    now: Milli,
+    before: Option<Milli>,
+}
+
+fn usage(budget: &Amounts, parts: &[Part]) -> Usage {
+    let holding: Vec<&Part> = parts
+        .iter()
+        .filter(|p| p.selected && p.spec.is_some())
+        .collect();
+    let mut report = Usage {
+        namespaces: holding.len(),
+        ..Usage::default()
+    };
+    for (resource, &hard) in budget {
+        let used: Milli = holding.iter().map(|p| used(p, resource)).sum();
+        report.used.insert(resource.clone(), used);
+        if hard - used < step(resource) {
+            report.exhausted.push(resource.clone());
+        }
+        if used > hard {
+            report.over_budget.insert(resource.clone(), used - hard);
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn amounts(pairs: &[(&str, Milli)]) -> Amounts {
+        pairs.iter().map(|(r, m)| (r.to_string(), *m)).collect()
+    }
+
+    /// Parts as the API server holds them, and the allocator's memory.
+    #[derive(Default)]
+    struct Cluster {
+        parts: BTreeMap<String, Part>,
+        memory: Memory,
+    }
+
+    impl Cluster {
+        fn with_namespaces(names: &[&str]) -> Self {
+            let mut cluster = Cluster::default();
+            for name in names {
+                cluster.join(name, &[]);
+            }
+            cluster
+        }
+
+        fn join(&mut self, namespace: &str, used: &[(&str, Milli)]) {
+            self.parts.insert(
+                namespace.into(),
+                Part {
+                    namespace: namespace.into(),
+                    used: amounts(used),
+                    selected: true,
+                    ..Part::default()
+                },
+            );
+        }
+
+        fn part(&mut self, namespace: &str) -> &mut Part {
+            self.parts.get_mut(namespace).unwrap()
+        }
+
+        fn run(&mut self, budget: &Amounts) -> Vec<Write> {
+            let parts: Vec<Part> = self.parts.values().cloned().collect();
+            let allocation = allocate(budget, &parts, &self.memory);
+            self.memory = allocation.memory;
+            for write in &allocation.writes {
+                match write {
+                    Write::Create { namespace, hard } | Write::SetHard { namespace, hard } => {
+                        self.part(namespace).spec = Some(hard.clone())
+                    }
+                    Write::Delete { namespace } => {
+                        self.parts.remove(namespace);
+                    }
+                }
+            }
+            allocation.writes
+        }
+
+        /// kube-controller-manager copies spec to status, for one part.
+        fn copy(&mut self, namespace: &str) {
+            let part = self.part(namespace);
+            part.status = part.spec.clone();
+        }
+
+        fn copy_all(&mut self) {
+            let names: Vec<String> = self.parts.keys().cloned().collect();
+            names.iter().for_each(|n| self.copy(n));
+        }
+
+        /// Runs and copies until nothing is written (at most `rounds` times).
+        fn settle(&mut self, budget: &Amounts, rounds: usize) -> usize {
+            for round in 0..rounds {
+                let writes = self.run(budget);
+                self.copy_all();
+                if writes.is_empty() {
+                    return round;
+                }
+            }
+            panic!("not settled after {rounds} rounds");
+        }
+
+        fn hard(&self, namespace: &str, resource: &str) -> Milli {
+            self.parts[namespace].spec.as_ref().unwrap()[resource]
+        }
+
+        fn headroom(&self, namespace: &str, resource: &str) -> Milli {
+            self.hard(namespace, resource) - used(&self.parts[namespace], resource)
+        }
+
+        /// Fills a part up to what admission enforces.
+        fn use_up(&mut self, namespace: &str, resource: &str) {
+            let enforced = self.parts[namespace].status.as_ref().unwrap()[resource];
+            self.part(namespace).used.insert(resource.into(), enforced);
+        }
+
+        fn set_used(&mut self, namespace: &str, resource: &str, value: Milli) {
+            self.part(namespace).used.insert(resource.into(), value);
+        }
+
+        /// The sum of the enforced parts, max(spec, status).
+        fn enforced(&self, resource: &str) -> Milli {
+            self.parts
+                .values()
+                .filter_map(|p| {
+                    let spec = p.spec.as_ref()?.get(resource).copied()?;
+                    let status = p.status.as_ref().and_then(|s| s.get(resource)).copied();
+                    Some(spec.max(status.unwrap_or(0)))
+                })
+                .sum()
+        }
+    }
+
+    const PODS: &str = "pods";
+
+    fn pods(n: Milli) -> Amounts {
+        amounts(&[(PODS, n * 1000)])
+    }
+
+    #[test]
+    fn new_namespaces_get_a_chunk_each_and_the_rest_stays_free() {
+        let mut cluster = Cluster::with_namespaces(&["a", "b", "c", "d"]);
+        let writes = cluster.run(&pods(20));
+        assert_eq!(writes.len(), 4);
+        assert!(writes.iter().all(|w| matches!(w, Write::Create { .. })));
+        for ns in ["a", "b", "c", "d"] {
+            assert_eq!(
+                cluster.hard(ns, PODS),
+                0,
+                "created at zero: its use is unknown"
+            );
+        }
+        // Nothing is raised while a part waits for its status.
+        cluster.copy("a");
+        assert!(cluster.run(&pods(20)).is_empty());
+        cluster.copy_all();
+        let writes = cluster.run(&pods(20));
+        assert_eq!(writes.len(), 4);
+        // A chunk of hard/2n = 2.5, rounded down to whole pods.
+        for ns in ["a", "b", "c", "d"] {
+            assert_eq!(cluster.hard(ns, PODS), 2000);
+        }
+        cluster.copy_all();
+        assert!(cluster.run(&pods(20)).is_empty(), "a fixed point");
+    }
+
+    #[test]
+    fn a_namespace_that_uses_up_its_part_is_raised_from_free_budget_alone() {
+        let mut cluster = Cluster::with_namespaces(&["a", "b", "c", "d"]);
+        cluster.settle(&pods(20), 3);
+        cluster.use_up("b", PODS);
+        let writes = cluster.run(&pods(20));
+        assert_eq!(
+            writes,
+            vec![Write::SetHard {
+                namespace: "b".into(),
+                hard: pods(4)
+            }],
+            "used 2 plus the target headroom of 2; nobody else is written"
+        );
+    }
+
+    /// a holds 8 pods of headroom it does not use, b (after a restart, so what is there is
+    /// taken as the allocator's own) has used up its 2.
+    fn lopsided() -> Cluster {
+        let mut cluster = Cluster::with_namespaces(&["a", "b"]);
+        cluster.run(&pods(10));
+        cluster.part("a").spec = Some(pods(8));
+        cluster.part("b").spec = Some(pods(2));
+        cluster.memory = Memory::default();
+        cluster.copy_all();
+        cluster.use_up("b", PODS);
+        cluster
+    }
+
+    #[test]
+    fn a_raise_waits_until_the_lowering_paying_for_it_is_enforced() {
+        let mut cluster = lopsided();
+        let writes = cluster.run(&pods(10));
+        assert_eq!(
+            writes,
+            vec![Write::SetHard {
+                namespace: "a".into(),
+                hard: pods(6)
+            }],
+            "the lowering alone (of what b needs): the raise is withheld"
+        );
+        assert_eq!(cluster.enforced(PODS), 10_000);
+        // Not enforced yet: still withheld, however often it runs.
+        assert!(cluster.run(&pods(10)).is_empty());
+        cluster.copy("a");
+        let writes = cluster.run(&pods(10));
+        assert_eq!(
+            writes,
+            vec![Write::SetHard {
+                namespace: "b".into(),
+                hard: pods(4)
+            }],
+            "used 2 plus the target headroom of 2"
+        );
+        assert_eq!(cluster.enforced(PODS), 10_000);
+    }
+
+    #[test]
+    fn a_lowering_is_credited_only_with_what_it_provably_freed() {
+        let mut cluster = lopsided();
+        cluster.run(&pods(10)); // lowers a from 8 to 6
+        // Before the lowering is enforced, a admits 7 pods against its old status: what it
+        // still holds above its new size cannot go to b.
+        cluster.set_used("a", PODS, 7000);
+        let writes = cluster.run(&pods(10));
+        assert!(
+            writes.iter().all(|w| w.namespace() != "b"),
+            "a commits 8 (its status), b cannot grow: {writes:?}"
+        );
+        // 6 of them are gone by the time the lowering is enforced: then b gets its share.
+        cluster.set_used("a", PODS, 1000);
+        cluster.copy("a");
+        cluster.settle(&pods(10), 4);
+        assert_eq!(cluster.hard("b", PODS), 4000);
+        assert!(cluster.enforced(PODS) <= 10_000);
+    }
+
+    #[test]
+    fn a_peak_above_the_new_size_withholds_the_raise() {
+        let mut cluster = lopsided();
+        cluster.run(&pods(10)); // lowers a to 6
+        cluster.set_used("a", PODS, 8000); // a fills its old status before the copy
+        cluster.copy("a");
+        let writes = cluster.run(&pods(10));
+        assert!(
+            writes.iter().all(|w| w.namespace() != "b"),
+            "a uses 8: nothing was freed for b: {writes:?}"
+        );
+        // a, now over its part, is shrunk to use or left: never raised above the budget.
+        cluster.copy_all();
+        assert!(cluster.enforced(PODS) <= 10_000);
+    }
+
+    #[test]
+    fn usage_over_the_budget_shrinks_parts_to_use_and_reports_the_overshoot() {
+        let mut cluster = Cluster::with_namespaces(&["a", "b"]);
+        cluster.settle(&pods(10), 3);
+        cluster.join("late", &[(PODS, 12_000)]); // its pods existed before it joined
+        cluster.settle(&pods(10), 5);
+        let total: Milli = ["a", "b", "late"]
+            .iter()
+            .map(|n| cluster.hard(n, PODS))
+            .sum();
+        assert!(
+            total <= 10_000,
+            "the parts never add up above hard: {total}"
+        );
+        for ns in ["a", "b", "late"] {
+            assert!(cluster.headroom(ns, PODS) <= 0, "{ns} admits nothing new");
+        }
+        let parts: Vec<Part> = cluster.parts.values().cloned().collect();
+        let usage = allocate(&pods(10), &parts, &cluster.memory).usage;
+        assert_eq!(usage.over_budget, pods(2));
+        assert_eq!(usage.exhausted, vec![PODS.to_string()]);
+        assert_eq!(usage.namespaces, 3);
+
+        // Use falls below hard: headroom again.
+        cluster.set_used("late", PODS, 4000);
+        cluster.settle(&pods(10), 5);
+        assert!(cluster.headroom("late", PODS) > 0);
+        assert!(cluster.enforced(PODS) <= 10_000);
+    }
+
+    #[test]
+    fn hard_lowered_in_git_lowers_first_and_raises_nothing_until_it_fits() {
+        let mut cluster = Cluster::with_namespaces(&["a", "b", "c"]);
+        cluster.settle(&pods(30), 3);
+        cluster.use_up("a", PODS);
+        cluster.settle(&pods(30), 5);
+        let writes = cluster.run(&pods(6));
+        assert!(!writes.is_empty());
+        for write in &writes {
+            let Write::SetHard { namespace, hard } = write else {
+                panic!("{write:?}")
+            };
+            let before = cluster.parts[namespace].status.as_ref().unwrap()[PODS];
+            assert!(hard[PODS] <= before, "{write:?} raises");
+        }
+        cluster.copy_all();
+        cluster.settle(&pods(6), 5);
+        assert!(cluster.enforced(PODS) <= 6000);
+    }
+
+    #[test]
+    fn an_edited_part_is_restored_lowering_first() {
+        let mut cluster = Cluster::with_namespaces(&["a", "b"]);
+        cluster.settle(&pods(10), 3);
+        let ours = cluster.hard("a", PODS);
+        cluster.part("a").spec = Some(pods(9)); // someone raises a by hand
+        let writes = cluster.run(&pods(10));
+        assert_eq!(
+            writes,
+            vec![Write::SetHard {
+                namespace: "a".into(),
+                hard: amounts(&[(PODS, ours)])
+            }]
+        );
+        cluster.copy_all();
+        cluster.part("a").spec = Some(pods(0)); // and lowers it
+        cluster.copy("a");
+        let writes = cluster.run(&pods(10));
+        assert_eq!(
+            writes,
+            vec![Write::SetHard {
+                namespace: "a".into(),
+                hard: amounts(&[(PODS, ours)])
+            }],
+            "restored, as it fits"
+        );
+    }
+
+    #[test]
+    fn a_namespace_leaving_is_deleted_and_counts_until_gone() {
+        let mut cluster = Cluster::with_namespaces(&["a", "b"]);
+        cluster.settle(&pods(4), 3);
+        cluster.use_up("a", PODS);
+        cluster.use_up("b", PODS);
+        cluster.settle(&pods(4), 3);
+        cluster.part("b").selected = false;
+        let parts: Vec<Part> = cluster.parts.values().cloned().collect();
+        let writes = allocate(&pods(4), &parts, &cluster.memory).writes;
+        assert_eq!(
+            writes,
+            vec![Write::Delete {
+                namespace: "b".into()
+            }],
+            "b's part still counts: a is not raised in the same run"
+        );
+        cluster.run(&pods(4));
+        assert!(!cluster.parts.contains_key("b"));
+        cluster.use_up("a", PODS);
+        cluster.settle(&pods(4), 3);
+        assert_eq!(
+            cluster.hard("a", PODS),
+            4000,
+            "b's share went to a once b was gone"
+        );
+    }
+
+    #[test]
+    fn a_rebalance_writes_only_the_parts_it_moves_headroom_between() {
+        let names: Vec<String> = (0..1000).map(|i| format!("ns-{i:04}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        // Plentiful: a chunk of 1 each, 2000 free. Each time ns-0007 fills its part, one raise.
+        let mut cluster = Cluster::with_namespaces(&refs);
+        let budget = pods(3000);
+        cluster.settle(&budget, 3);
+        for round in 0..30 {
+            cluster.use_up("ns-0007", PODS);
+            let writes = cluster.run(&budget);
+            assert_eq!(writes.len(), 1, "round {round}: {writes:?}");
+            cluster.copy_all();
+        }
+        // Scarce: every pod of the budget is someone's headroom. Each time ns-0007 fills its
+        // part, one namespace with headroom is lowered, then ns-0007 raised once that is enforced.
+        let mut cluster = Cluster::with_namespaces(&refs);
+        let budget = pods(1000);
+        cluster.settle(&budget, 3);
+        for round in 0..10 {
+            cluster.use_up("ns-0007", PODS);
+            let lowered = cluster.run(&budget);
+            cluster.copy_all();
+            let raised = cluster.run(&budget);
+            cluster.copy_all();
+            assert_eq!((lowered.len(), raised.len()), (1, 1), "round {round}");
+            assert_eq!(raised[0].namespace(), "ns-0007");
+        }
+        assert_eq!(cluster.hard("ns-0007", PODS), 11_000);
+        assert!(cluster.enforced(PODS) <= 1_000_000);
+    }
+
+    #[test]
+    fn the_last_pods_go_to_a_namespace_that_asks_and_stay_there() {
+        let mut cluster = Cluster::with_namespaces(&["a", "b"]);
+        let budget = pods(4);
+        cluster.settle(&budget, 3);
+        // b goes idle at 0; a asks until the whole budget is in use.
+        for _ in 0..6 {
+            cluster.use_up("a", PODS);
+            cluster.settle(&budget, 4);
+        }
+        assert_eq!(cluster.hard("a", PODS), 4000);
+        assert_eq!(cluster.hard("b", PODS), 0);
+        assert_eq!(cluster.settle(&budget, 2), 0, "no back and forth");
+    }
+
+    #[test]
+    fn a_refused_request_larger_than_the_headroom_is_made_to_fit() {
+        let mut cluster = Cluster::with_namespaces(&["a", "b"]);
+        let cpu = |m| amounts(&[("requests.cpu", m)]);
+        let budget = cpu(2000);
+        cluster.settle(&budget, 3);
+        assert_eq!(cluster.hard("a", "requests.cpu"), 500);
+        // a uses 200m and its next pod asks 350m: 300m of headroom is above half the target, so
+        // use alone would not move anything.
+        cluster.set_used("a", "requests.cpu", 200);
+        assert!(cluster.run(&budget).is_empty());
+        cluster.part("a").refused = cpu(350);
+        let writes = cluster.run(&budget);
+        assert_eq!(
+            writes,
+            vec![Write::SetHard {
+                namespace: "a".into(),
+                hard: cpu(700)
+            }],
+            "use + the target (500m), which holds the 350m"
+        );
+        cluster.copy_all();
+        assert_eq!(
+            cluster.settle(&budget, 2),
+            0,
+            "the refusal, still reported, is met"
+        );
+    }
+
+    #[test]
+    fn cpu_moves_in_millis_and_pods_in_whole_units() {
+        assert_eq!(step("requests.cpu"), 1);
+        assert_eq!(step("cpu"), 1);
+        assert_eq!(step("pods"), 1000);
+        assert_eq!(step("requests.memory"), 1000);
+        let mut cluster = Cluster::with_namespaces(&["a", "b", "c"]);
+        let budget = amounts(&[("requests.cpu", 1000)]);
+        cluster.settle(&budget, 3);
+        assert_eq!(cluster.hard("a", "requests.cpu"), 166);
+    }
+
+    #[test]
+    fn a_resource_a_part_lacks_limits_nothing_and_blocks_raises_until_added() {
+        let mut cluster = Cluster::with_namespaces(&["a", "b"]);
+        cluster.settle(&pods(10), 3);
+        let budget = amounts(&[(PODS, 10_000), ("services", 4000)]);
+        let writes = cluster.run(&budget);
+        assert_eq!(writes.len(), 2, "{writes:?}");
+        for ns in ["a", "b"] {
+            assert!(cluster.hard(ns, "services") <= 2000);
+        }
+        cluster.copy_all();
+        assert_eq!(cluster.settle(&budget, 3), 0);
+    }
+
+    #[test]
+    fn the_report_sums_use_and_names_what_is_exhausted() {
+        let mut cluster = Cluster::with_namespaces(&["a", "b"]);
+        cluster.settle(&pods(4), 3);
+        cluster.set_used("a", PODS, 1000);
+        let parts: Vec<Part> = cluster.parts.values().cloned().collect();
+        let usage = allocate(&pods(4), &parts, &cluster.memory).usage;
+        assert_eq!(usage.used, pods(1));
+        assert!(usage.exhausted.is_empty());
+        assert_eq!(usage.namespaces, 2);
+        let status = usage.to_status("team", &pods(4));
+        assert_eq!(status.hard["pods"], Quantity("4".into()));
+        assert_eq!(status.used["pods"], Quantity("1".into()));
+        assert_eq!(status.namespaces, 2);
+        assert_eq!(
+            quantities(&amounts(&[("requests.cpu", 1500), (PODS, 3000)])),
+            BTreeMap::from([
+                ("pods".to_string(), Quantity("3".into())),
+                ("requests.cpu".to_string(), Quantity("1500m".into()))
+            ])
+        );
+    }
+}

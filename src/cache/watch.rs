@@ -1,0 +1,290 @@
+//! The watches: each fills a cache and yields what changed in it, through one filter
+//! ([`changes`]), so that a resync or a status update costs no reconcile.
+//!
+//! - policies (by the controller's `--policy-selector`) and namespaces (metadata only): any
+//!   change can move overlaps anywhere, so they trigger every policy;
+//! - managed LimitRanges, ResourceQuotas and PDBs (by Tenantry's label): a change triggers the
+//!   policy named in the object's label;
+//! - every StorageClass (few): a class appearing or going changes every allow-list quota.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::{Stream, StreamExt, TryStreamExt, future};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use super::{Cached, Compact, Guarded, summarise, worth_a_reconcile};
+use crate::fingerprint::fingerprint;
+use crate::resources::{ManagedResource, spec_fingerprint, storage_class};
+
+/// Whether every registered watch has finished its first list. Tracked here rather than with
+/// `Store::wait_until_ready`, whose one-shot channel wakes only the last of several waiters.
+pub struct Synced {
+    /// Watches registered and not yet listed.
+    remaining: AtomicUsize,
+    tx: tokio::sync::watch::Sender<bool>,
+}
+
+/// The caches stopped before they were synced (the controller is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("caches are not running")]
+pub struct CachesGone;
+
+impl Synced {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            remaining: AtomicUsize::new(0),
+            tx: tokio::sync::watch::channel(false).0,
+        })
+    }
+
+    /// Registers one more watch, and returns what it runs at each complete (re)list: the first
+    /// time, count the watch as synced; every time, trigger all policies (a watch gap may have
+    /// hidden deletions). The count of watches is the number registered, never written by hand.
+    pub fn register(
+        self: &Arc<Self>,
+        relisted: &mpsc::UnboundedSender<()>,
+    ) -> impl FnMut() + Send + 'static {
+        self.remaining.fetch_add(1, Ordering::AcqRel);
+        let synced = self.clone();
+        let relisted = relisted.clone();
+        let mut first = true;
+        move || {
+            if std::mem::take(&mut first) && synced.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                synced.tx.send_replace(true);
+            }
+            let _ = relisted.send(());
+        }
+    }
+
+    pub async fn wait(&self) -> Result<(), CachesGone> {
+        let mut rx = self.tx.subscribe();
+        rx.wait_for(|synced| *synced)
+            .await
+            .map(|_| ())
+            .map_err(|_| CachesGone)
+    }
+}
+
+/// What a watch event showed of one object, for the filter to judge.
+pub enum Seen<'a, K> {
+    Applied(&'a K),
+    Deleted(&'a K),
+}
+
+/// The one watch filter: the objects `worth` accepts (every deletion is, for the caches below),
+/// in order; `listed` runs when a (re)list is complete and in the cache.
+pub fn changes<K>(
+    events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    mut worth: impl FnMut(Seen<'_, K>) -> bool + Send + 'static,
+    mut listed: impl FnMut() + Send + 'static,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Send + 'static,
+{
+    events.filter_map(move |event| {
+        future::ready(match event {
+            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                worth(Seen::Applied(&o)).then_some(Ok(o))
+            }
+            Ok(watcher::Event::Delete(o)) => worth(Seen::Deleted(&o)).then_some(Ok(o)),
+            Ok(watcher::Event::InitDone) => {
+                listed();
+                None
+            }
+            Ok(watcher::Event::Init) => None,
+            Err(e) => Some(Err(e)),
+        })
+    })
+}
+
+/// For caches of full objects: an object is worth passing on when `print` of it differs from
+/// the last one passed for its uid; every deletion is.
+fn by_fingerprint<K: Resource>(
+    print: impl Fn(&K) -> u64 + Send + 'static,
+) -> impl FnMut(Seen<'_, K>) -> bool + Send + 'static {
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    move |event| match event {
+        Seen::Applied(o) => {
+            let uid = o.meta().uid.clone().unwrap_or_default();
+            let print = print(o);
+            seen.insert(uid, print) != Some(print)
+        }
+        Seen::Deleted(o) => {
+            seen.remove(o.meta().uid.as_deref().unwrap_or_default());
+            true
+        }
+    }
+}
+
+/// A watch cached as compact summaries `S` (managed objects, namespaces). The stream yields the
+/// objects that changed in what a policy reads of them (judged against the cached previous
+/// version), and every deletion.
+pub fn cached<K, S>(
+    api: Api<K>,
+    config: watcher::Config,
+    listed: impl FnMut() + Send + 'static,
+) -> (
+    Store<S>,
+    impl Stream<Item = Result<S, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + Debug + Send + 'static,
+    S: Compact<K>,
+{
+    let (store, writer) = reflector::store::<S>();
+    let previous = store.clone();
+    let events = watcher(api, config)
+        .default_backoff()
+        .map_ok(move |event| summarise(event, &previous));
+    let worth = |event: Seen<'_, S>| match event {
+        Seen::Applied(o) => o.changed(),
+        Seen::Deleted(_) => true,
+    };
+    (
+        store,
+        changes(reflector::reflector(writer, events), worth, listed),
+    )
+}
+
+/// The TenantPolicies this controller handles (`selector`, from `--policy-selector`). Changes to
+/// the spec (generation), finalizers or deletion pass; status writes do not.
+pub fn policies(
+    client: &Client,
+    selector: Option<&str>,
+    listed: impl FnMut() + Send + 'static,
+) -> (
+    Store<Guarded>,
+    impl Stream<Item = Result<Guarded, watcher::Error>> + Send + 'static,
+) {
+    let mut config = watcher::Config::default();
+    if let Some(selector) = selector {
+        config = config.labels(selector);
+    }
+    let (store, writer) = reflector::store();
+    let events = watcher(Api::<Guarded>::all(client.clone()), config)
+        .default_backoff()
+        .modify(|p| p.managed_fields_mut().clear())
+        .reflect(writer);
+    let print = |p: &Guarded| {
+        fingerprint((
+            p.meta().generation,
+            p.finalizers(),
+            p.meta().deletion_timestamp.is_some(),
+        ))
+    };
+    (store, changes(events, by_fingerprint(print), listed))
+}
+
+/// A watch of every StorageClass, cached; each change worth a reconcile triggers every policy.
+pub fn storage_classes(
+    client: &Client,
+    listed: impl FnMut() + Send + 'static,
+    all: mpsc::UnboundedSender<()>,
+) -> (
+    Store<StorageClass>,
+    impl Future<Output = ()> + Send + 'static,
+) {
+    let (store, writer) = reflector::store();
+    let events = watcher(
+        Api::<StorageClass>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|c: &mut StorageClass| crate::resources::strip_metadata(&mut c.metadata))
+    .reflect(writer);
+    let print = |c: &StorageClass| {
+        let spec = storage_class::normalize(&storage_class::spec_of(c));
+        worth_a_reconcile(
+            spec_fingerprint(&spec),
+            c.metadata.labels.as_ref().unwrap_or(&Default::default()),
+            c.metadata.owner_references.as_deref().unwrap_or_default(),
+            c.metadata.deletion_timestamp.is_some(),
+        )
+    };
+    let stream = changes(events, by_fingerprint(print), listed);
+    (store, trigger_all(stream, all, "StorageClass"))
+}
+
+/// Drives a watch whose every change triggers all policies (namespaces, StorageClasses).
+pub fn trigger_all<K>(
+    changes: impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    all: mpsc::UnboundedSender<()>,
+    what: &'static str,
+) -> impl Future<Output = ()> + Send + 'static {
+    changes.for_each(move |change| {
+        match change {
+            Ok(_) => {
+                let _ = all.send(());
+            }
+            Err(e) => warn!(error = %e, "{what} watch failed; retrying with backoff"),
+        }
+        future::ready(())
+    })
+}
+
+/// The policy a managed object's change concerns: the one named in its label.
+pub fn policy_of<K: ManagedResource>(
+    change: Result<Cached<K>, watcher::Error>,
+) -> future::Ready<Option<ObjectRef<Guarded>>> {
+    future::ready(match change {
+        Ok(object) => object.policy().map(ObjectRef::new),
+        Err(e) => {
+            warn!(kind = %K::KIND, error = %e, "managed-object watch failed; retrying with backoff");
+            None
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn synced_once_every_registered_watch_has_listed_and_relists_trigger_all() {
+        let synced = Synced::new();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut first = synced.register(&tx);
+        let mut second = synced.register(&tx);
+        first();
+        first(); // a relist of the same watch does not count twice
+        assert!(!*synced.tx.borrow(), "one of two watches listed");
+        second();
+        synced.wait().await.expect("synced");
+        let mut triggers = 0;
+        while rx.try_recv().is_ok() {
+            triggers += 1;
+        }
+        assert_eq!(
+            triggers, 3,
+            "every list, first or not, triggers all policies"
+        );
+    }
+
+    #[test]
+    fn the_fingerprint_filter_passes_changes_and_every_deletion() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let object = |uid: &str, version: &str| -> ConfigMap {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "x", "uid": uid, "resourceVersion": version, "generation": 1}
+            }))
+            .unwrap()
+        };
+        let mut worth = by_fingerprint(|c: &ConfigMap| fingerprint(c.metadata.generation));
+        assert!(worth(Seen::Applied(&object("a", "1"))));
+        assert!(!worth(Seen::Applied(&object("a", "2"))), "a resync");
+        assert!(worth(Seen::Deleted(&object("a", "2"))));
+        assert!(
+            worth(Seen::Applied(&object("a", "3"))),
+            "forgotten on deletion"
+        );
+    }
+}

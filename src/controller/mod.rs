@@ -1,0 +1,221 @@
+//! The controller: wiring the watches (`cache::watch`) to the reconcile (`reconcile.rs`, the
+//! pipeline), with what it remembers per policy (`memory.rs`) and the one writer.
+
+mod memory;
+pub mod reconcile;
+
+use std::sync::Arc;
+
+use futures::{StreamExt, future};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
+use kube::runtime::events::Reporter;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::api::MANAGED_SELECTOR;
+use crate::apply::Writer;
+use crate::cache::watch::{self, CachesGone, Synced};
+use crate::cache::{Guarded, Stores};
+use crate::leader::Leadership;
+use crate::metrics::{ErrorLabels, KindLabels, Metrics};
+use crate::resources::Kind;
+pub use memory::{Memories, PolicyMemory, RESYNC};
+pub use reconcile::reconcile;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("writing status: {0}")]
+    Status(#[source] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("{0} objects could not be released yet")]
+    ReleaseIncomplete(usize),
+    #[error(transparent)]
+    CachesGone(#[from] CachesGone),
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Status(_) => "status",
+            Error::Finalizer(_) => "finalizer",
+            Error::ReleaseIncomplete(_) => "release",
+            Error::CachesGone(_) => "caches",
+        }
+    }
+}
+
+/// What the controller runs with.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Only policies matching this label selector are handled (sharding, canaries, tests).
+    pub policy_selector: Option<String>,
+    /// Writes in flight at once within one reconcile.
+    pub write_concurrency: usize,
+    /// Policies reconciled at once.
+    pub reconcile_concurrency: u16,
+    /// Names this instance in Events.
+    pub instance: Option<String>,
+}
+
+pub struct Context {
+    pub stores: Stores,
+    pub writer: Writer,
+    pub metrics: Arc<Metrics>,
+    pub synced: Arc<Synced>,
+    pub memory: Memories,
+}
+
+impl Context {
+    fn count_managed(&self) {
+        for (kind, count) in self.stores.managed_counts() {
+            self.metrics
+                .managed_objects
+                .get_or_create(&KindLabels {
+                    kind: kind.to_string(),
+                })
+                .set(count as i64);
+        }
+    }
+
+    fn count_drift(&self, corrected: &[Kind]) {
+        for kind in corrected {
+            self.metrics
+                .drift_corrections
+                .get_or_create(&KindLabels {
+                    kind: kind.to_string(),
+                })
+                .inc();
+        }
+    }
+}
+
+pub fn error_policy(policy: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    warn!(policy = %policy.name_any(), %error, "reconcile failed");
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels {
+            reason: error.metric_label().into(),
+        })
+        .inc();
+    Requeue::requeue(ctx.memory.of(&policy.name_any()).backoff())
+}
+
+/// Runs the controller until SIGTERM or Ctrl-C.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    leadership: Arc<Leadership>,
+) -> anyhow::Result<()> {
+    // Policy changes (spec, finalizers, deletion), namespace changes (labels, deletion) and
+    // StorageClass changes can move overlaps and allow-lists anywhere, so they trigger every
+    // policy (policies are few); so does every relist, which may have hidden deletions.
+    let (all_tx, all_rx) = mpsc::unbounded_channel::<()>();
+    let synced = Synced::new();
+
+    let (policies, policy_changes) = watch::policies(
+        &client,
+        settings.policy_selector.as_deref(),
+        synced.register(&all_tx),
+    );
+    let policy_tx = all_tx.clone();
+    let policy_changes = policy_changes.inspect(move |_| {
+        let _ = policy_tx.send(());
+    });
+    let (namespaces, namespace_changes) = watch::cached(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default(),
+        synced.register(&all_tx),
+    );
+    let managed = || watcher::Config::default().labels(MANAGED_SELECTOR);
+    let (limit_ranges, limit_range_changes) = watch::cached(
+        Api::<LimitRange>::all(client.clone()),
+        managed(),
+        synced.register(&all_tx),
+    );
+    let (quotas, quota_changes) = watch::cached(
+        Api::<ResourceQuota>::all(client.clone()),
+        managed(),
+        synced.register(&all_tx),
+    );
+    let (pdbs, pdb_changes) = watch::cached(
+        Api::<PodDisruptionBudget>::all(client.clone()),
+        managed(),
+        synced.register(&all_tx),
+    );
+    let (storage_classes, class_driver) =
+        watch::storage_classes(&client, synced.register(&all_tx), all_tx.clone());
+    tokio::spawn(class_driver);
+    tokio::spawn(watch::trigger_all(
+        namespace_changes,
+        all_tx.clone(),
+        "namespace",
+    ));
+    drop(all_tx);
+
+    let stores = Stores {
+        policies: policies.clone(),
+        namespaces,
+        limit_ranges,
+        quotas,
+        pdbs,
+        storage_classes,
+    };
+    let reporter = Reporter {
+        controller: "tenantry".into(),
+        instance: settings.instance.clone(),
+    };
+    let writer = Writer::new(
+        client,
+        metrics.clone(),
+        settings.write_concurrency,
+        leadership,
+        reporter,
+    );
+    let ctx = Arc::new(Context {
+        stores,
+        writer,
+        metrics: metrics.clone(),
+        synced: synced.clone(),
+        memory: Memories::default(),
+    });
+    tokio::spawn(async move {
+        if synced.wait().await.is_ok() {
+            info!("caches synced");
+            metrics.set_ready(true);
+        }
+    });
+
+    Controller::for_stream(policy_changes, policies)
+        .with_config(ControllerConfig::default().concurrency(settings.reconcile_concurrency))
+        .reconcile_on(limit_range_changes.filter_map(watch::policy_of))
+        .reconcile_on(quota_changes.filter_map(watch::policy_of))
+        .reconcile_on(pdb_changes.filter_map(watch::policy_of))
+        .reconcile_all_on(coalesced(all_rx))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile request not handled");
+            }
+            future::ready(())
+        })
+        .await;
+    info!("controller stopped");
+    Ok(())
+}
+
+/// One trigger per burst (a relist, many namespaces at once), not one per change.
+fn coalesced(rx: mpsc::UnboundedReceiver<()>) -> impl futures::Stream<Item = ()> + Send {
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await?;
+        while rx.try_recv().is_ok() {}
+        Some(((), rx))
+    })
+}

@@ -1,0 +1,265 @@
+//! The reconcile of one policy, as a pipeline: validate -> select -> dry-run gate -> diff ->
+//! write -> report -> Events and status -> requeue. Each step is a pure function or one call
+//! to the writer; this file only sequences them.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::finalizer::Event as FinalizerEvent;
+use kube::{Resource, ResourceExt};
+use tracing::{info, warn};
+
+use super::{Context, Error};
+use crate::api::{DeletionPolicy, TenantPolicy};
+use crate::apply::Outcome;
+use crate::cache::{Guarded, Stores};
+use crate::diff::{self, LiveIndex};
+use crate::report::{self, EventNote, Facts, Severity};
+use crate::resources::Owner;
+use crate::select::{self, Assignment, Candidate, NamespaceInfo};
+use crate::status::{self, Summary};
+use crate::validate;
+
+pub async fn reconcile(guard: Arc<Guarded>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    ctx.synced.wait().await?;
+    let policy = match &guard.0 {
+        Ok(policy) => Arc::new(policy.clone()),
+        Err(invalid) => return unreadable(&guard, invalid, &ctx).await,
+    };
+    let started = Instant::now();
+    ctx.metrics.reconciles.inc();
+    let result = ctx
+        .writer
+        .with_finalizer(policy, |event| async {
+            match event {
+                FinalizerEvent::Apply(p) => apply_policy(p, &ctx).await,
+                FinalizerEvent::Cleanup(p) => cleanup_policy(p, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    ctx.count_managed();
+    result
+}
+
+/// The pipeline for a live policy.
+async fn apply_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeue, Error> {
+    let owner = owner_of(&policy);
+    let memory = ctx.memory.of(&owner.name);
+    let generation = policy.meta().generation;
+    if let Err(problem) = validate::validate(&owner.name, &policy.spec) {
+        return stall_invalid(&policy, ctx, problem).await;
+    }
+    let mut assignment = select_for(&policy, &ctx.stores);
+    // Whatever the API server would refuse in the built objects, found before any namespace is
+    // touched: once per generation.
+    if !memory.is_validated(generation, policy.status.as_ref()) {
+        if let Err(problem) = ctx.writer.dry_run(&owner, &assignment.desired).await {
+            return stall_invalid(&policy, ctx, problem).await;
+        }
+        memory.mark_validated(generation);
+    }
+    memory.reported(|r| r.spec_valid());
+    let diff = diff::compute(
+        &owner,
+        &assignment.desired,
+        &ctx.stores,
+        &assignment.handed_over,
+        policy.spec.deletion_policy,
+        &memory.known_converged(generation),
+    );
+    // The actions hold what they need of it: free it before the writes (4 objects a namespace).
+    assignment.desired = Vec::new();
+    let outcomes = ctx
+        .writer
+        .execute(&owner, diff.actions, &memory.not_owned)
+        .await;
+    let facts = Facts {
+        generation,
+        selected: std::mem::take(&mut assignment.selected),
+        shadowed: assignment.shadowed,
+        shadowed_classes: assignment.shadowed_classes,
+        declared_classes: declared_classes(&policy),
+        converged: diff.converged,
+        waiting: diff.waiting,
+        outcomes: &outcomes,
+    };
+    let mut report = memory.reported(|reported| report::report(facts, reported));
+    drop(outcomes);
+    memory.remember_converged(generation, std::mem::take(&mut report.converged));
+    ctx.count_drift(&report.drift_corrected);
+    publish(ctx, &policy, &report.events).await;
+    if !report.retry {
+        write_status(&policy, &report.summary, ctx).await?;
+    }
+    Ok(Requeue::requeue(
+        memory.delay(report.next, report.transient_failures),
+    ))
+}
+
+/// Which namespaces the policy selects and what it wins in each, against every other live
+/// policy in the cache.
+fn select_for(policy: &TenantPolicy, stores: &Stores) -> Assignment {
+    let name = policy.name_any();
+    let all = stores.policies.state();
+    let mut candidates: Vec<Candidate> = all
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok())
+        .filter(|p| p.meta().deletion_timestamp.is_none() && p.name_any() != name)
+        .filter_map(|p| Candidate::new(p.meta().name.as_deref().unwrap_or_default(), &p.spec).ok())
+        .collect();
+    candidates.push(Candidate::new(&name, &policy.spec).expect("validated"));
+    let me = candidates.last().expect("this policy was just added");
+    let snapshot = stores.namespaces.state();
+    let namespaces: Vec<NamespaceInfo> = snapshot
+        .iter()
+        .map(|ns| NamespaceInfo {
+            name: std::borrow::Cow::Borrowed(&ns.name),
+            labels: std::borrow::Cow::Borrowed(&ns.labels),
+            terminating: ns.terminating,
+        })
+        .collect();
+    select::assign(me, &candidates, &namespaces, &stores.cluster_classes())
+}
+
+fn declared_classes(policy: &TenantPolicy) -> Vec<String> {
+    policy
+        .spec
+        .storage
+        .iter()
+        .flat_map(|s| s.classes.iter().map(|c| c.name.clone()))
+        .collect()
+}
+
+async fn publish(ctx: &Context, policy: &TenantPolicy, events: &[EventNote]) {
+    let regarding = policy.object_ref(&());
+    for event in events {
+        ctx.writer.publish(&regarding, event).await;
+    }
+}
+
+/// The stored policy does not deserialize into this version's types: report it on the policy
+/// (status and one Warning Event per distinct problem) and leave everything as it is.
+async fn unreadable(
+    guard: &Guarded,
+    invalid: &kube::core::error_boundary::InvalidObject,
+    ctx: &Context,
+) -> Result<Requeue, Error> {
+    let name = guard.name_any();
+    let problem = format!(
+        "the stored policy cannot be read by this version of Tenantry: {}",
+        invalid.error
+    );
+    if ctx.memory.of(&name).reported(|r| r.invalid_spec(&problem)) {
+        warn!(policy = %name, error = %invalid.error, "policy cannot be read");
+        let event = EventNote::new(Severity::Warning, "InvalidSpec", problem.clone());
+        ctx.writer.publish(&guard.object_ref(&()), &event).await;
+        let summary = Summary {
+            generation: invalid.metadata.generation,
+            invalid_spec: Some(problem),
+            ..Default::default()
+        };
+        let status = status::compute(&summary, None, now());
+        ctx.writer
+            .patch_status(&name, &status)
+            .await
+            .map_err(Error::Status)?;
+    }
+    Ok(Requeue::await_change())
+}
+
+/// The spec cannot be applied: say so (status Stalled/InvalidSpec, one Warning Event per distinct
+/// problem) and touch nothing until the spec changes.
+async fn stall_invalid(
+    policy: &TenantPolicy,
+    ctx: &Context,
+    problem: String,
+) -> Result<Requeue, Error> {
+    if ctx
+        .memory
+        .of(&policy.name_any())
+        .reported(|r| r.invalid_spec(&problem))
+    {
+        let event = EventNote::new(Severity::Warning, "InvalidSpec", problem.clone());
+        publish(ctx, policy, &[event]).await;
+    }
+    let summary = Summary {
+        generation: policy.meta().generation,
+        invalid_spec: Some(problem),
+        ..Default::default()
+    };
+    write_status(policy, &summary, ctx).await?;
+    Ok(Requeue::await_change())
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// Writes status only when it changed.
+async fn write_status(
+    policy: &TenantPolicy,
+    summary: &Summary,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let status = status::compute(summary, policy.status.as_ref(), now());
+    if policy.status.as_ref() != Some(&status) {
+        ctx.writer
+            .patch_status(&policy.name_any(), &status)
+            .await
+            .map_err(Error::Status)?;
+    }
+    Ok(())
+}
+
+/// The policy is being deleted: Retain releases every object it owns; Delete leaves them to the
+/// garbage collector (they carry its controller ownerReference).
+async fn cleanup_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeue, Error> {
+    let owner = owner_of(&policy);
+    let owned = ctx.stores.labelled_for(&owner.name, &|_, _, _| true).len();
+    let note = match policy.spec.deletion_policy {
+        DeletionPolicy::Retain => {
+            let actions = diff::release_all(&owner, &ctx.stores);
+            let memory = ctx.memory.of(&owner.name);
+            let outcomes = ctx.writer.execute(&owner, actions, &memory.not_owned).await;
+            let left = outcomes
+                .iter()
+                .filter(|o| !matches!(o, Outcome::Released(_)))
+                .count();
+            if left > 0 {
+                return Err(Error::ReleaseIncomplete(left));
+            }
+            (
+                "Released",
+                format!("policy deleted: released {owned} objects (deletionPolicy Retain)"),
+            )
+        }
+        DeletionPolicy::Delete => (
+            "Deleting",
+            format!(
+                "policy deleted: {owned} objects are removed by the garbage collector (deletionPolicy Delete)"
+            ),
+        ),
+    };
+    publish(
+        ctx,
+        &policy,
+        &[EventNote::new(Severity::Normal, note.0, note.1)],
+    )
+    .await;
+    ctx.memory.forget(&owner.name);
+    info!(policy = %owner.name, "policy cleaned up");
+    Ok(Requeue::await_change())
+}
+
+pub fn owner_of(policy: &TenantPolicy) -> Owner {
+    Owner {
+        name: policy.name_any(),
+        uid: policy.uid().unwrap_or_default(),
+    }
+}
