@@ -10,6 +10,15 @@ cd "$repo"
 export TENANTRY_STATE=${TENANTRY_STATE:-$repo/.tenantry}
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# poll <what> <seconds> <command...>: runs the command until it succeeds, failing the demo with
+# <what> named after the deadline (a condition, never a fixed sleep).
+poll() {
+  local what=$1 deadline=$(( $(date +%s) + $2 )); shift 2
+  until "$@"; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then echo "timed out waiting for $what" >&2; exit 1; fi
+    sleep 0.2
+  done
+}
 
 step "control plane"
 kubeconfig=$(bash hack/cluster.sh up)
@@ -44,7 +53,7 @@ metadata: {name: legacy-nfs}
 provisioner: example.com/nfs
 YAML
 for ns in mia online trino testing; do
-  until kubectl get serviceaccount default -n "$ns" >/dev/null 2>&1; do sleep 0.2; done
+  kubectl wait --for=create serviceaccount/default -n "$ns" --timeout=60s >/dev/null
 done
 workloads() {
   for app in api web worker; do
@@ -104,21 +113,35 @@ spec:
 YAML
 }
 workloads | kubectl apply --server-side -f -
-until [ "$(kubectl get pods -n mia --no-headers 2>/dev/null | wc -l)" -ge 21 ]; do sleep 0.5; done
+# The ReplicaSet controller (kube-controller-manager) creates the pods a moment after the
+# Deployments, and a Deployment's status.replicas counts the pods its ReplicaSets have made:
+# wait (a watch, no sleep) for all 21 of mia's before showing them.
+kubectl wait --for=jsonpath='{.status.replicas}'=7 deployment/api deployment/web deployment/worker \
+  -n mia --timeout=120s >/dev/null
+qos_of_mia() { kubectl get pods -n mia -o jsonpath='{range .items[*]}{.status.qosClass}{"\n"}{end}'; }
 echo "(no kubelet runs here: pods are admitted and stay Pending, which is all governance needs)"
-kubectl get resourcequota,limitrange -n mia 2>&1 | sed 's/^/  /'
+echo "pods in mia by QoS class:"
+qos_of_mia | sort | uniq -c | sed 's/^/ /'
+kubectl get pods -n mia -o custom-columns='POD:.metadata.name,QOS:.status.qosClass,CPU REQUEST:.spec.containers[0].resources.requests.cpu,MEMORY REQUEST:.spec.containers[0].resources.requests.memory' | awk 'NR <= 4'
+echo "ResourceQuotas and LimitRanges in mia: $(kubectl get resourcequota,limitrange -n mia -o name | wc -l)"
 
 step "Tenantry"
-cargo build --locked --quiet
+# cargo prints its own progress (a bar on a terminal, one line per crate otherwise); a cold
+# machine compiles the dependencies first, which takes several minutes on 2 cores.
+echo "building tenantry (cargo build; the first build on a cold machine takes several minutes)"
+build_started=$(date +%s)
+cargo build --locked
+echo "built ./target/debug/tenantry in $(( $(date +%s) - build_started ))s"
 log=$TENANTRY_STATE/logs/tenantry.log
 mkdir -p "$(dirname "$log")"
 ./target/debug/tenantry run --metrics-addr 127.0.0.1:0 >"$log" 2>&1 &
 operator=$!
 trap 'kill $operator 2>/dev/null || true' EXIT
-until grep -q "caches synced" "$log"; do
+started() {
   kill -0 $operator 2>/dev/null || { echo "tenantry exited:"; tail -20 "$log"; exit 1; }
-  sleep 0.2
-done
+  grep -q "caches synced" "$log"
+}
+poll "tenantry to sync its caches" 60 started
 echo "running (pid $operator), log: $log"
 
 step "policies from config/samples"
@@ -127,10 +150,11 @@ kubectl wait --for=condition=Ready tenantpolicies --all --timeout=60s
 
 step "new pods in mia now get the LimitRange defaults (a rollout of api)"
 kubectl rollout restart deployment/api -n mia
-until kubectl get pods -n mia -o jsonpath='{range .items[*]}{.status.qosClass}{"\n"}{end}' | grep -q Burstable; do sleep 0.3; done
+mia_has_burstable() { qos_of_mia | grep Burstable >/dev/null; }
+poll "a Burstable pod in mia" 60 mia_has_burstable
 echo "pods in mia by QoS class (before: all BestEffort):"
-kubectl get pods -n mia -o jsonpath='{range .items[*]}{.status.qosClass}{"\n"}{end}' | sort | uniq -c | sed 's/^/ /'
-kubectl get pods -n mia -o custom-columns='NEW POD:.metadata.name,QOS:.status.qosClass,CPU REQUEST:.spec.containers[0].resources.requests.cpu,CPU LIMIT:.spec.containers[0].resources.limits.cpu,MEMORY REQUEST:.spec.containers[0].resources.requests.memory,MEMORY LIMIT:.spec.containers[0].resources.limits.memory' | awk 'NR==1 || /Burstable/' | head -3
+qos_of_mia | sort | uniq -c | sed 's/^/ /'
+kubectl get pods -n mia -o custom-columns='NEW POD:.metadata.name,QOS:.status.qosClass,CPU REQUEST:.spec.containers[0].resources.requests.cpu,CPU LIMIT:.spec.containers[0].resources.limits.cpu,MEMORY REQUEST:.spec.containers[0].resources.requests.memory,MEMORY LIMIT:.spec.containers[0].resources.limits.memory' | awk 'NR == 1 || (/Burstable/ && ++n <= 2)'
 
 step "a tenant cannot bypass it: trino's namespace admin tries to delete the trino-worker PDB"
 kubectl apply --server-side --force-conflicts -k config/admission >/dev/null
@@ -143,7 +167,8 @@ kubectl get storageclass -L tenantry.io/policy
 claim() { # <name> <class>
   printf '{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"%s","namespace":"mia"},"spec":{"storageClassName":"%s","accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"10Gi"}}}}' "$1" "$2"
 }
-until kubectl get resourcequota tenantry-storage -n mia -o jsonpath='{.status.hard}' | grep -q legacy-nfs; do sleep 0.2; done
+storage_quota_enforced() { kubectl get resourcequota tenantry-storage -n mia -o jsonpath='{.status.hard}' | grep legacy-nfs >/dev/null; }
+poll "the tenantry-storage quota in mia" 60 storage_quota_enforced
 echo "\$ kubectl create pvc of class legacy-nfs in mia --as=mia-admin"
 kubectl create rolebinding mia-admin --clusterrole=admin --user=mia-admin -n mia --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 claim old-data legacy-nfs | kubectl create --as=mia-admin -f - 2>&1 | sed 's/^/  /' || true

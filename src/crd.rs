@@ -17,10 +17,14 @@ pub const QUANTITY_PATTERN: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([
 /// Longest quantity accepted (`-9223372036854775807m` is 21 characters).
 pub const QUANTITY_MAX_LENGTH: usize = 32;
 
+/// CEL on one quantity (an int-or-string): at least zero. A malformed one is left to the pattern.
+pub const NON_NEGATIVE_RULE: &str =
+    "!isQuantity(string(self)) || quantity(string(self)).compareTo(quantity('0')) >= 0";
+
 /// The TenantPolicy CRD.
 pub fn crd() -> CustomResourceDefinition {
     let mut value = serde_json::to_value(TenantPolicy::crd()).expect("the CRD always serializes");
-    tighten_quantities(&mut value);
+    tighten_quantities(&mut value, true);
     serde_json::from_value(value).expect("still a CRD")
 }
 
@@ -32,7 +36,9 @@ pub fn crd_yaml() -> String {
 
 /// k8s-openapi describes every Quantity with a page of upstream prose and no format check.
 /// Replace that with a one-line description and Kubernetes' own quantity pattern.
-fn tighten_quantities(value: &mut Value) {
+/// `non_negative`: whether quantities get the rule refusing negatives (spec, not status: the
+/// controller's own status writes need no admission check).
+fn tighten_quantities(value: &mut Value, non_negative: bool) {
     match value {
         Value::Object(map) => {
             let is_quantity = map.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true))
@@ -54,10 +60,22 @@ fn tighten_quantities(value: &mut Value) {
                 map.insert("pattern".into(), json!(QUANTITY_PATTERN));
                 // Bounded so the API server's CEL cost estimate for rules over quantities fits.
                 map.insert("maxLength".into(), json!(QUANTITY_MAX_LENGTH));
+                // Every quantity a policy holds (LimitRange bounds and defaults, quota caps) is
+                // one the API server refuses below zero; refuse it at apply, naming the field.
+                if non_negative {
+                    map.insert(
+                        "x-kubernetes-validations".into(),
+                        json!([{"rule": NON_NEGATIVE_RULE, "message": "must not be negative"}]),
+                    );
+                }
             }
-            map.values_mut().for_each(tighten_quantities);
+            for (key, v) in map.iter_mut() {
+                tighten_quantities(v, non_negative && key != "status");
+            }
         }
-        Value::Array(items) => items.iter_mut().for_each(tighten_quantities),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| tighten_quantities(v, non_negative)),
         _ => {}
     }
 }

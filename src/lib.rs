@@ -31,6 +31,7 @@ pub mod fingerprint;
 pub mod leader;
 pub mod message;
 pub mod metrics;
+pub mod pod_resources;
 pub mod quantity;
 pub mod report;
 pub mod resources;

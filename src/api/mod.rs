@@ -303,6 +303,11 @@ fn budget_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "minimum": 0,
         "pattern": "^[0-9]+%$",
         "maxLength": 8,
+        // policy/v1 refuses a percentage over 100% only when it builds the PDB; say so at apply.
+        "x-kubernetes-validations": [{
+            "rule": "type(self) == int || !self.matches('^[0-9]+%$') || int(self.substring(0, size(self) - 1)) <= 100",
+            "message": "a percentage must be at most 100%",
+        }],
     })
 }
 

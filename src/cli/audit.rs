@@ -1,11 +1,15 @@
 //! `tenantry audit`: the governance report the operations notes began with, computed from what
-//! the cluster holds. [`audit`] is pure; [`read_cluster`] reads the inputs.
+//! the cluster holds. [`audit`] is pure; [`read_cluster`] reads the inputs. Pod arithmetic (the
+//! next pod of a workload, QoS, what quotas count) is [`crate::pod_resources`], which follows the
+//! API server's own code.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, Node, Pod, PodSpec, ResourceQuota};
+use k8s_openapi::api::core::v1::{
+    LimitRange, Namespace, Node, Pod, PodSpec, PodStatus, PodTemplateSpec, ResourceQuota,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
@@ -13,6 +17,7 @@ use kube::core::{Selector, SelectorExt};
 use serde::Serialize;
 
 use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, POLICY_LABEL};
+use crate::pod_resources::{self as pr, Amounts, Qos};
 use crate::quantity;
 
 /// Everything the audit reads.
@@ -46,12 +51,17 @@ pub struct NamespaceReport {
     pub pods: usize,
     /// QoS class -> pods.
     pub qos: BTreeMap<String, usize>,
+    /// cpu/memory requests of the pods, summed as ResourceQuota counts them: terminal pods
+    /// excluded, pod-level resources and in-place resizes (the larger of desired and allocated)
+    /// included.
     pub requests: BTreeMap<String, String>,
+    /// cpu/memory limits, summed the same way.
     pub limits: BTreeMap<String, String>,
     pub quotas: Vec<QuotaUsage>,
     pub limit_ranges: Vec<String>,
-    /// Kind -> governing TenantPolicy.
-    pub governed_by: BTreeMap<String, String>,
+    /// Kind -> every TenantPolicy governing objects of that kind here (several where policies
+    /// win different items, or the storage section's quota next to another's compute quota).
+    pub governed_by: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -61,10 +71,20 @@ pub struct WorkloadReport {
     pub kind: String,
     pub name: String,
     pub replicas: i32,
-    /// Per container: "name: requests cpu/memory, limits cpu/memory" as declared.
+    /// Per container: "name: requests cpu/memory, limits cpu/memory" as declared, and "pod: ..."
+    /// for pod-level resources.
     pub resources: Vec<String>,
-    /// The QoS class its pod template declares (LimitRange defaults may still change new pods).
+    /// The QoS class the API server gives its next pod: the template with the API's defaults and
+    /// the namespace's LimitRange defaults applied.
     pub qos: String,
+    /// The QoS class of the template alone (with the API's defaults, no LimitRange).
+    pub template_qos: String,
+    /// What decides `qos` when it is not the containers as written, e.g. "BestEffort in its
+    /// template, Burstable for new pods: LimitRange defaults", or "pod-level resources".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qos_note: Option<String>,
+    /// cpu/memory requests of its next pod, as quotas count them.
+    pub new_pod_requests: BTreeMap<String, String>,
     pub pdbs: Vec<String>,
 }
 
@@ -76,48 +96,9 @@ pub struct Report {
     pub findings: Vec<String>,
 }
 
-/// QoS class of a pod spec, by the Kubernetes rules: Guaranteed when every container sets
-/// requests and limits for cpu and memory with limits equal to requests; BestEffort when none
-/// sets any; Burstable otherwise.
+/// QoS class of an admitted pod's spec, by the API server's rules (see [`pr::qos`]).
 pub fn qos_class(spec: &PodSpec) -> &'static str {
-    let containers: Vec<_> = spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-        .collect();
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in &containers {
-        let requests = c
-            .resources
-            .as_ref()
-            .and_then(|r| r.requests.clone())
-            .unwrap_or_default();
-        let limits = c
-            .resources
-            .as_ref()
-            .and_then(|r| r.limits.clone())
-            .unwrap_or_default();
-        any |= !requests.is_empty() || !limits.is_empty();
-        for resource in ["cpu", "memory"] {
-            let limit = limits.get(resource);
-            // Requests default to limits when unset.
-            let request = requests.get(resource).or(limit);
-            match (request, limit) {
-                (Some(r), Some(l))
-                    if quantity::same(&r.0, &l.0)
-                        && quantity::stored_value(&l.0).is_some_and(|v| v.0 > 0) => {}
-                _ => guaranteed = false,
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
+    pr::qos(spec).as_str()
 }
 
 fn governed(labels: &BTreeMap<String, String>) -> Option<String> {
@@ -126,12 +107,28 @@ fn governed(labels: &BTreeMap<String, String>) -> Option<String> {
         .flatten()
 }
 
-fn format_milli(total_nanos: i128, memory: bool) -> String {
-    if memory {
-        format!("{:.1}Gi", total_nanos as f64 / 1e9 / (1u64 << 30) as f64)
-    } else {
-        format!("{}m", total_nanos / 1_000_000)
+/// cpu in millicores; memory in the largest binary unit that is exact, else Gi to one decimal.
+fn format_amount(nanos: i128, memory: bool) -> String {
+    if !memory {
+        return format!("{}m", nanos / 1_000_000);
     }
+    let bytes = nanos / 1_000_000_000;
+    if bytes == 0 {
+        "0".into()
+    } else if bytes % (1 << 30) == 0 {
+        format!("{}Gi", bytes >> 30)
+    } else if bytes % (1 << 20) == 0 {
+        format!("{}Mi", bytes >> 20)
+    } else {
+        format!("{:.1}Gi", bytes as f64 / (1u64 << 30) as f64)
+    }
+}
+
+fn cpu_memory(amounts: &Amounts) -> BTreeMap<String, String> {
+    ["cpu", "memory"]
+        .into_iter()
+        .filter_map(|r| Some((r.to_owned(), format_amount(*amounts.get(r)?, r == "memory"))))
+        .collect()
 }
 
 fn budget_blocks_every_eviction(pdb: &PodDisruptionBudget, replicas: i32) -> bool {
@@ -145,14 +142,24 @@ fn budget_blocks_every_eviction(pdb: &PodDisruptionBudget, replicas: i32) -> boo
     }
 }
 
-/// (kind, name, replicas, pod template spec, pod template labels) of one workload.
-type Workload = (
-    String,
-    String,
-    i32,
-    Option<PodSpec>,
-    BTreeMap<String, String>,
-);
+/// One workload: kind, name, replicas, and its pod template.
+struct Workload<'a> {
+    kind: &'static str,
+    name: String,
+    replicas: i32,
+    template: Option<&'a PodTemplateSpec>,
+}
+
+/// What one namespace holds that the audit judges pods and workloads against.
+struct Scope<'a> {
+    name: &'a str,
+    quotas: Vec<&'a ResourceQuota>,
+    /// By name: LimitRanger applies each in turn, so with several defaulting one resource the
+    /// first wins (the API server's order is its cache's; two LimitRanges defaulting the same
+    /// resource is itself a finding).
+    limit_ranges: Vec<&'a LimitRange>,
+    pdbs: Vec<&'a PodDisruptionBudget>,
+}
 
 /// The report, for the namespaces `keep` accepts.
 pub fn audit(inputs: &Inputs, keep: &dyn Fn(&Namespace) -> bool) -> Report {
@@ -160,249 +167,371 @@ pub fn audit(inputs: &Inputs, keep: &dyn Fn(&Namespace) -> bool) -> Report {
     let mut quota_totals: BTreeMap<&str, i128> = BTreeMap::new();
     for ns in inputs.namespaces.iter().filter(|n| keep(n)) {
         let name = ns.name_any();
-        let in_ns = |namespace: Option<String>| namespace.as_deref() == Some(name.as_str());
-        let pods: Vec<&Pod> = inputs
-            .pods
+        let here = |namespace: Option<String>| namespace.as_deref() == Some(name.as_str());
+        let mut limit_ranges: Vec<&LimitRange> = inputs
+            .limit_ranges
             .iter()
-            .filter(|p| in_ns(p.namespace()))
+            .filter(|l| here(l.namespace()))
             .collect();
-        let mut row = NamespaceReport {
-            name: name.clone(),
-            pods: pods.len(),
-            ..Default::default()
-        };
-        let mut sums: BTreeMap<(bool, &str), i128> = BTreeMap::new();
-        for pod in &pods {
-            let qos = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.qos_class.clone())
-                .unwrap_or_else(|| {
-                    pod.spec
-                        .as_ref()
-                        .map(qos_class)
-                        .unwrap_or("BestEffort")
-                        .into()
-                });
-            *row.qos.entry(qos).or_default() += 1;
-            for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
-                for (is_limit, list) in [
-                    (
-                        false,
-                        c.resources.as_ref().and_then(|r| r.requests.as_ref()),
-                    ),
-                    (true, c.resources.as_ref().and_then(|r| r.limits.as_ref())),
-                ] {
-                    for resource in ["cpu", "memory"] {
-                        if let Some(v) = list
-                            .and_then(|l| l.get(resource))
-                            .and_then(|q| quantity::stored_value(&q.0))
-                        {
-                            *sums.entry((is_limit, resource)).or_default() += v.0;
-                        }
-                    }
-                }
-            }
-        }
-        for ((is_limit, resource), total) in sums {
-            let text = format_milli(total, resource == "memory");
-            if is_limit {
-                row.limits.insert(resource.into(), text)
-            } else {
-                row.requests.insert(resource.into(), text)
-            };
-        }
-        for q in inputs.quotas.iter().filter(|q| in_ns(q.namespace())) {
-            let hard = q
-                .status
-                .as_ref()
-                .and_then(|s| s.hard.clone())
-                .or_else(|| q.spec.as_ref().and_then(|s| s.hard.clone()))
-                .unwrap_or_default();
-            let used = q
-                .status
-                .as_ref()
-                .and_then(|s| s.used.clone())
-                .unwrap_or_default();
-            let mut usage = BTreeMap::new();
-            for (resource, limit) in &hard {
-                let u = used
-                    .get(resource)
-                    .map(|q| q.0.clone())
-                    .unwrap_or_else(|| "0".into());
-                let percent = match (quantity::stored_value(&u), quantity::stored_value(&limit.0)) {
-                    (Some(a), Some(b)) if b.0 > 0 => format!(" ({}%)", a.0 * 100 / b.0),
-                    _ => String::new(),
-                };
-                usage.insert(resource.clone(), format!("{u}/{}{percent}", limit.0));
-                if let Some(v) = quantity::stored_value(&limit.0) {
-                    for total in ["requests.cpu", "requests.memory"] {
-                        if resource == total {
-                            *quota_totals.entry(total).or_default() += v.0;
-                        }
-                    }
-                }
-            }
-            if let Some(p) = governed(q.labels()) {
-                row.governed_by.insert("ResourceQuota".into(), p.clone());
-            }
-            row.quotas.push(QuotaUsage {
-                name: q.name_any(),
-                usage,
-                governed_by: governed(q.labels()),
-            });
-        }
-        for lr in inputs.limit_ranges.iter().filter(|l| in_ns(l.namespace())) {
-            row.limit_ranges.push(lr.name_any());
-            if let Some(p) = governed(lr.labels()) {
-                row.governed_by.insert("LimitRange".into(), p);
-            }
-        }
-        let pdbs: Vec<&PodDisruptionBudget> = inputs
-            .pdbs
-            .iter()
-            .filter(|p| in_ns(p.namespace()))
-            .collect();
-        for pdb in &pdbs {
-            if let Some(p) = governed(pdb.labels()) {
-                row.governed_by.insert("PodDisruptionBudget".into(), p);
-            }
-        }
-        if row.quotas.is_empty() {
-            report
-                .findings
-                .push(format!("namespace {name} has no ResourceQuota"));
-        }
-        if row.limit_ranges.is_empty() {
-            report
-                .findings
-                .push(format!("namespace {name} has no LimitRange"));
-        }
-
-        let mut workloads: Vec<Workload> = Vec::new();
-        let template = |t: &k8s_openapi::api::core::v1::PodTemplateSpec| {
-            (
-                t.spec.clone(),
-                t.metadata
-                    .as_ref()
-                    .and_then(|m| m.labels.clone())
-                    .unwrap_or_default(),
-            )
-        };
-        for d in inputs.deployments.iter().filter(|d| in_ns(d.namespace())) {
-            let spec = &d.spec;
-            let (pod, labels) = template(&spec.template);
-            workloads.push((
-                "Deployment".into(),
-                d.name_any(),
-                spec.replicas.unwrap_or(1),
-                pod,
-                labels,
-            ));
-        }
-        for s in inputs.statefulsets.iter().filter(|s| in_ns(s.namespace())) {
-            let spec = &s.spec;
-            let (pod, labels) = template(&spec.template);
-            workloads.push((
-                "StatefulSet".into(),
-                s.name_any(),
-                spec.replicas.unwrap_or(1),
-                pod,
-                labels,
-            ));
-        }
-        for d in inputs.daemonsets.iter().filter(|d| in_ns(d.namespace())) {
-            let spec = &d.spec;
-            let (pod, labels) = template(&spec.template);
-            workloads.push((
-                "DaemonSet".into(),
-                d.name_any(),
-                d.status
-                    .as_ref()
-                    .map(|s| s.desired_number_scheduled)
-                    .unwrap_or(0),
-                pod,
-                labels,
-            ));
-        }
-        for c in inputs.cronjobs.iter().filter(|c| in_ns(c.namespace())) {
-            let job = c.spec.job_template.spec.as_ref();
-            let (pod, labels) = job.map(|j| template(&j.template)).unwrap_or_default();
-            workloads.push(("CronJob".into(), c.name_any(), 1, pod, labels));
-        }
-        for (kind, wname, replicas, pod, labels) in workloads {
-            let qos = pod
-                .as_ref()
-                .map(qos_class)
-                .unwrap_or("BestEffort")
-                .to_owned();
-            let resources = pod
+        limit_ranges.sort_by_key(|l| l.name_any());
+        let scope = Scope {
+            name: &name,
+            quotas: inputs
+                .quotas
                 .iter()
-                .flat_map(|p| p.containers.iter())
-                .map(|c| {
-                    let get = |limits: bool, r: &str| {
-                        c.resources
-                            .as_ref()
-                            .and_then(|res| {
-                                if limits {
-                                    res.limits.as_ref()
-                                } else {
-                                    res.requests.as_ref()
-                                }
-                            })
-                            .and_then(|m| m.get(r))
-                            .map(|q| q.0.clone())
-                            .unwrap_or_else(|| "-".into())
-                    };
-                    format!(
-                        "{}: requests {}/{}, limits {}/{}",
-                        c.name,
-                        get(false, "cpu"),
-                        get(false, "memory"),
-                        get(true, "cpu"),
-                        get(true, "memory")
-                    )
-                })
-                .collect();
-            let matching: Vec<&&PodDisruptionBudget> = pdbs
-                .iter()
-                .filter(|p| {
-                    p.spec
-                        .as_ref()
-                        .and_then(|s| s.selector.clone())
-                        .and_then(|s| Selector::try_from(s).ok())
-                        .is_some_and(|s| !s.selects_all() && s.matches(&labels))
-                })
-                .collect();
-            if qos == "BestEffort" && kind != "CronJob" {
-                report.findings.push(format!(
-                    "{kind} {name}/{wname} is BestEffort: no container sets requests or limits"
-                ));
-            }
-            if matching.len() > 1 {
-                report.findings.push(format!(
-                    "{kind} {name}/{wname} is matched by {} PodDisruptionBudgets",
-                    matching.len()
-                ));
-            }
-            for pdb in &matching {
-                if budget_blocks_every_eviction(pdb, replicas) {
-                    report.findings.push(format!("PodDisruptionBudget {name}/{} blocks every voluntary eviction of {kind} {wname} ({replicas} replicas)", pdb.name_any()));
-                }
-            }
-            report.workloads.push(WorkloadReport {
-                namespace: name.clone(),
-                kind,
-                name: wname,
-                replicas,
-                resources,
-                qos,
-                pdbs: matching.iter().map(|p| p.name_any()).collect(),
-            });
-        }
+                .filter(|q| here(q.namespace()))
+                .collect(),
+            limit_ranges,
+            pdbs: inputs.pdbs.iter().filter(|p| here(p.namespace())).collect(),
+        };
+        let pods: Vec<&Pod> = inputs.pods.iter().filter(|p| here(p.namespace())).collect();
+        let row = namespace_row(&scope, &pods, &mut report.findings, &mut quota_totals);
         report.namespaces.push(row);
+        for workload in workloads(inputs, &name) {
+            let w = workload_row(&scope, workload, &mut report.findings);
+            report.workloads.push(w);
+        }
     }
-    // Quota totals against what the nodes can hold.
+    node_findings(inputs, &quota_totals, &mut report.findings);
+    report
+}
+
+fn namespace_row<'a>(
+    scope: &Scope<'a>,
+    pods: &[&Pod],
+    findings: &mut Vec<String>,
+    quota_totals: &mut BTreeMap<&'static str, i128>,
+) -> NamespaceReport {
+    let name = scope.name;
+    let mut row = NamespaceReport {
+        name: name.to_owned(),
+        pods: pods.len(),
+        ..Default::default()
+    };
+    let (mut requests, mut limits) = (Amounts::new(), Amounts::new());
+    for pod in pods {
+        let spec = pod.spec.clone().unwrap_or_default();
+        // The class the API server recorded at creation; resizes cannot change it.
+        let qos = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.qos_class.clone())
+            .unwrap_or_else(|| pr::qos(&spec).as_str().to_owned());
+        *row.qos.entry(qos).or_default() += 1;
+        if !pr::counts_for_quota(pod.status.as_ref()) {
+            continue;
+        }
+        let counted = pr::pod_requests(&spec, pod.status.as_ref());
+        for (k, v) in &counted {
+            *requests.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in pr::pod_limits(&spec, pod.status.as_ref()) {
+            *limits.entry(k).or_default() += v;
+        }
+        if let Some(f) = resize_finding(name, pod, &spec, &counted) {
+            findings.push(f);
+        }
+    }
+    let best_effort = row.qos.get("BestEffort").copied().unwrap_or(0);
+    let defaults = scope.limit_ranges.iter().any(|lr| {
+        let (requests, limits) = pr::container_defaults(lr);
+        ["cpu", "memory"]
+            .iter()
+            .any(|r| requests.contains_key(*r) || limits.contains_key(*r))
+    });
+    if best_effort > 0 && defaults {
+        // Admission gives every new container the defaults, so these pods predate them.
+        findings.push(format!(
+            "namespace {name}: {best_effort} existing {} BestEffort, older than its LimitRange defaults; {} that class until recreated (a rollout)",
+            if best_effort == 1 { "pod is" } else { "pods are" },
+            if best_effort == 1 { "it keeps" } else { "they keep" },
+        ));
+    }
+    row.requests = cpu_memory(&requests);
+    row.limits = cpu_memory(&limits);
+    let mut governs = |kind: &str, labels: &BTreeMap<String, String>| {
+        if let Some(p) = governed(labels) {
+            let list = row.governed_by.entry(kind.to_owned()).or_default();
+            if !list.contains(&p) {
+                list.push(p);
+                list.sort();
+            }
+        }
+    };
+    for q in &scope.quotas {
+        governs("ResourceQuota", q.labels());
+    }
+    for lr in &scope.limit_ranges {
+        governs("LimitRange", lr.labels());
+    }
+    for pdb in &scope.pdbs {
+        governs("PodDisruptionBudget", pdb.labels());
+    }
+    for q in &scope.quotas {
+        row.quotas.push(quota_usage(q, quota_totals));
+    }
+    row.limit_ranges = scope.limit_ranges.iter().map(|l| l.name_any()).collect();
+    if row.quotas.is_empty() {
+        findings.push(format!("namespace {name} has no ResourceQuota"));
+    }
+    if row.limit_ranges.is_empty() {
+        findings.push(format!("namespace {name} has no LimitRange"));
+    }
+    row
+}
+
+/// What a quota enforces: `status.hard` once kube-controller-manager has copied it, else `spec.hard`.
+fn enforced_hard(
+    q: &ResourceQuota,
+) -> BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity> {
+    q.status
+        .as_ref()
+        .and_then(|s| s.hard.clone())
+        .or_else(|| q.spec.as_ref().and_then(|s| s.hard.clone()))
+        .unwrap_or_default()
+}
+
+fn quota_usage(q: &ResourceQuota, quota_totals: &mut BTreeMap<&'static str, i128>) -> QuotaUsage {
+    let hard = enforced_hard(q);
+    let used = q
+        .status
+        .as_ref()
+        .and_then(|s| s.used.clone())
+        .unwrap_or_default();
+    let mut usage = BTreeMap::new();
+    for (resource, limit) in &hard {
+        let u = used
+            .get(resource)
+            .map(|q| q.0.clone())
+            .unwrap_or_else(|| "0".into());
+        let percent = match (quantity::stored_value(&u), quantity::stored_value(&limit.0)) {
+            (Some(a), Some(b)) if b.0 > 0 => format!(" ({}%)", a.0 * 100 / b.0),
+            _ => String::new(),
+        };
+        usage.insert(resource.clone(), format!("{u}/{}{percent}", limit.0));
+        if let Some(v) = quantity::stored_value(&limit.0) {
+            for total in ["requests.cpu", "requests.memory"] {
+                if resource == total {
+                    *quota_totals.entry(total).or_default() += v.0;
+                }
+            }
+        }
+    }
+    QuotaUsage {
+        name: q.name_any(),
+        usage,
+        governed_by: governed(q.labels()),
+    }
+}
+
+/// A running pod whose counted requests differ from its spec: an in-place resize the kubelet has
+/// not actuated (quota counts the larger of desired and allocated), or an infeasible one.
+fn resize_finding(ns: &str, pod: &Pod, spec: &PodSpec, counted: &Amounts) -> Option<String> {
+    let desired = pr::pod_requests(spec, None);
+    let differs: Vec<String> = ["cpu", "memory"]
+        .into_iter()
+        .filter(|r| counted.get(*r) != desired.get(*r))
+        .map(|r| {
+            let show = |a: &Amounts| {
+                a.get(r)
+                    .map(|v| format_amount(*v, r == "memory"))
+                    .unwrap_or_else(|| "none".into())
+            };
+            format!("requests.{r} {} (spec {})", show(counted), show(&desired))
+        })
+        .collect();
+    if differs.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "Pod {ns}/{} is counted by quotas at {}: {}",
+        pod.name_any(),
+        differs.join(", "),
+        resize_state(pod.status.as_ref())
+    ))
+}
+
+fn resize_state(status: Option<&PodStatus>) -> String {
+    let Some(status) = status else {
+        return "no status".into();
+    };
+    let condition = status.conditions.iter().flatten().find(|c| {
+        (c.type_ == "PodResizePending" || c.type_ == "PodResizeInProgress") && c.status == "True"
+    });
+    match (condition, status.resize.as_deref()) {
+        (Some(c), _) => format!(
+            "in-place resize {} ({})",
+            if c.type_ == "PodResizePending" {
+                "pending"
+            } else {
+                "in progress"
+            },
+            c.reason.as_deref().unwrap_or("no reason")
+        ),
+        (None, Some(r)) => format!("in-place resize {r}"),
+        (None, None) => "in-place resize not yet actuated".into(),
+    }
+}
+
+fn workloads<'a>(inputs: &'a Inputs, ns: &str) -> Vec<Workload<'a>> {
+    let here = |namespace: Option<String>| namespace.as_deref() == Some(ns);
+    let mut out = Vec::new();
+    for d in inputs.deployments.iter().filter(|d| here(d.namespace())) {
+        let spec = &d.spec;
+        out.push(Workload {
+            kind: "Deployment",
+            name: d.name_any(),
+            replicas: spec.replicas.unwrap_or(1),
+            template: Some(&spec.template),
+        });
+    }
+    for s in inputs.statefulsets.iter().filter(|s| here(s.namespace())) {
+        out.push(Workload {
+            kind: "StatefulSet",
+            name: s.name_any(),
+            replicas: s.spec.replicas.unwrap_or(1),
+            template: Some(&s.spec.template),
+        });
+    }
+    for d in inputs.daemonsets.iter().filter(|d| here(d.namespace())) {
+        out.push(Workload {
+            kind: "DaemonSet",
+            name: d.name_any(),
+            replicas: d
+                .status
+                .as_ref()
+                .map(|s| s.desired_number_scheduled)
+                .unwrap_or(0),
+            template: Some(&d.spec.template),
+        });
+    }
+    for c in inputs.cronjobs.iter().filter(|c| here(c.namespace())) {
+        out.push(Workload {
+            kind: "CronJob",
+            name: c.name_any(),
+            replicas: 1,
+            template: c.spec.job_template.spec.as_ref().map(|j| &j.template),
+        });
+    }
+    out
+}
+
+fn declared_resources(spec: &PodSpec) -> Vec<String> {
+    let line = |name: &str, r: Option<&k8s_openapi::api::core::v1::ResourceRequirements>| {
+        let get = |limits: bool, key: &str| {
+            r.and_then(|res| {
+                if limits {
+                    res.limits.as_ref()
+                } else {
+                    res.requests.as_ref()
+                }
+            })
+            .and_then(|m| m.get(key))
+            .map(|q| q.0.clone())
+            .unwrap_or_else(|| "-".into())
+        };
+        format!(
+            "{name}: requests {}/{}, limits {}/{}",
+            get(false, "cpu"),
+            get(false, "memory"),
+            get(true, "cpu"),
+            get(true, "memory")
+        )
+    };
+    let mut out: Vec<String> = spec
+        .containers
+        .iter()
+        .map(|c| line(&c.name, c.resources.as_ref()))
+        .collect();
+    if spec.resources.is_some() {
+        out.push(line("pod", spec.resources.as_ref()));
+    }
+    out
+}
+
+fn workload_row(scope: &Scope, w: Workload, findings: &mut Vec<String>) -> WorkloadReport {
+    let ns = scope.name;
+    let (kind, wname) = (w.kind, w.name.as_str());
+    let template = w.template.and_then(|t| t.spec.clone()).unwrap_or_default();
+    let labels = w
+        .template
+        .and_then(|t| t.metadata.as_ref()?.labels.clone())
+        .unwrap_or_default();
+    let as_written = pr::next_pod(&template, &[]);
+    let next = pr::next_pod(&template, &scope.limit_ranges);
+    let (template_qos, qos) = (pr::qos(&as_written), pr::qos(&next));
+    let mut notes = Vec::new();
+    if template_qos != qos {
+        notes.push(format!(
+            "{} in its template, {} for new pods: LimitRange defaults",
+            template_qos.as_str(),
+            qos.as_str()
+        ));
+    }
+    if pr::pod_level_set(&next) {
+        notes.push("pod-level resources".to_owned());
+    }
+    let matching: Vec<&PodDisruptionBudget> = scope
+        .pdbs
+        .iter()
+        .copied()
+        .filter(|p| {
+            p.spec
+                .as_ref()
+                .and_then(|s| s.selector.clone())
+                .and_then(|s| Selector::try_from(s).ok())
+                .is_some_and(|s| !s.selects_all() && s.matches(&labels))
+        })
+        .collect();
+    if qos == Qos::BestEffort && kind != "CronJob" {
+        findings.push(format!(
+            "{kind} {ns}/{wname} is BestEffort: no container sets requests or limits, and no LimitRange defaults them"
+        ));
+    }
+    for q in &scope.quotas {
+        if !pr::quota_applies(q, &next, qos) {
+            continue;
+        }
+        let missing = pr::missing_for_quota(&next, &enforced_hard(q));
+        if !missing.is_empty() {
+            let what: Vec<String> = missing
+                .iter()
+                .map(|(r, c)| format!("{r} for: {}", c.join(",")))
+                .collect();
+            findings.push(format!(
+                "new pods of {kind} {ns}/{wname} are refused by ResourceQuota {ns}/{}: must specify {}",
+                q.name_any(),
+                what.join("; ")
+            ));
+        }
+    }
+    if matching.len() > 1 {
+        findings.push(format!(
+            "{kind} {ns}/{wname} is matched by {} PodDisruptionBudgets",
+            matching.len()
+        ));
+    }
+    for pdb in &matching {
+        if budget_blocks_every_eviction(pdb, w.replicas) {
+            findings.push(format!("PodDisruptionBudget {ns}/{} blocks every voluntary eviction of {kind} {wname} ({} replicas)", pdb.name_any(), w.replicas));
+        }
+    }
+    WorkloadReport {
+        namespace: ns.to_owned(),
+        kind: kind.to_owned(),
+        name: w.name.clone(),
+        replicas: w.replicas,
+        resources: declared_resources(&template),
+        qos: qos.as_str().to_owned(),
+        template_qos: template_qos.as_str().to_owned(),
+        qos_note: (!notes.is_empty()).then(|| notes.join("; ")),
+        new_pod_requests: cpu_memory(&pr::pod_requests(&next, None)),
+        pdbs: matching.iter().map(|p| p.name_any()).collect(),
+    }
+}
+
+/// Quota totals against what the nodes can hold.
+fn node_findings(inputs: &Inputs, quota_totals: &BTreeMap<&str, i128>, findings: &mut Vec<String>) {
     let allocatable = |resource: &str| -> i128 {
         inputs
             .nodes
@@ -418,10 +547,10 @@ pub fn audit(inputs: &Inputs, keep: &dyn Fn(&Namespace) -> bool) -> Report {
             allocatable(resource),
         );
         if quota > 0 && quota > nodes {
-            report.findings.push(format!(
+            findings.push(format!(
                 "quotas allow {} of {total} in total, the nodes can allocate {}{}",
-                format_milli(quota, resource == "memory"),
-                format_milli(nodes, resource == "memory"),
+                format_amount(quota, resource == "memory"),
+                format_amount(nodes, resource == "memory"),
                 if inputs.nodes.is_empty() {
                     " (no nodes)"
                 } else {
@@ -430,7 +559,6 @@ pub fn audit(inputs: &Inputs, keep: &dyn Fn(&Namespace) -> bool) -> Report {
             ));
         }
     }
-    report
 }
 
 /// Reads the inputs from the cluster, saying on stderr what it reads (large clusters take a while).
@@ -462,17 +590,24 @@ pub async fn read_cluster(client: &kube::Client) -> anyhow::Result<Inputs> {
     Ok(inputs)
 }
 
-/// The report as tables.
+/// The report as tables: the same facts as `-o json`, nothing more.
 pub fn render(report: &Report) -> String {
     let mut out = String::from(
         "NAMESPACE                       PODS  BESTEFFORT BURSTABLE GUARANTEED  REQ CPU   REQ MEM   QUOTAS  LIMITRANGES  GOVERNED BY\n",
     );
+    let or_none = |n: usize| {
+        if n == 0 {
+            "none".to_owned()
+        } else {
+            n.to_string()
+        }
+    };
     for n in &report.namespaces {
         let q = |c: &str| n.qos.get(c).copied().unwrap_or(0);
         let governed: Vec<String> = n
             .governed_by
             .iter()
-            .map(|(k, p)| format!("{k}={p}"))
+            .map(|(k, p)| format!("{k}={}", p.join(",")))
             .collect();
         out.push_str(&format!(
             "{:<31} {:>4}  {:>10} {:>9} {:>10}  {:<9} {:<9} {:>6}  {:>11}  {}\n",
@@ -483,38 +618,35 @@ pub fn render(report: &Report) -> String {
             q("Guaranteed"),
             n.requests.get("cpu").map(String::as_str).unwrap_or("-"),
             n.requests.get("memory").map(String::as_str).unwrap_or("-"),
-            if n.quotas.is_empty() {
-                "none".to_owned()
-            } else {
-                n.quotas.len().to_string()
-            },
-            if n.limit_ranges.is_empty() {
-                "none".to_owned()
-            } else {
-                n.limit_ranges.len().to_string()
-            },
+            or_none(n.quotas.len()),
+            or_none(n.limit_ranges.len()),
             if governed.is_empty() {
                 "-".into()
             } else {
-                governed.join(", ")
+                governed.join("; ")
             }
         ));
     }
     out.push_str(
-        "\nWORKLOAD                                            REPLICAS  QOS         PDBS\n",
+        "\nWORKLOAD                                            REPLICAS  QOS (NEW PODS)  PDBS                NOTE\n",
     );
     for w in &report.workloads {
-        out.push_str(&format!(
-            "{:<51} {:>8}  {:<10}  {}\n",
-            format!("{}/{}/{}", w.namespace, w.kind, w.name),
-            w.replicas,
-            w.qos,
-            if w.pdbs.is_empty() {
-                "-".into()
-            } else {
-                w.pdbs.join(",")
-            }
-        ));
+        out.push_str(
+            format!(
+                "{:<51} {:>8}  {:<14}  {:<18}  {}\n",
+                format!("{}/{}/{}", w.namespace, w.kind, w.name),
+                w.replicas,
+                w.qos,
+                if w.pdbs.is_empty() {
+                    "-".into()
+                } else {
+                    w.pdbs.join(",")
+                },
+                w.qos_note.as_deref().unwrap_or("")
+            )
+            .trim_end(),
+        );
+        out.push('\n');
     }
     out.push_str("\nFINDINGS\n");
     for f in &report.findings {
@@ -548,4 +680,313 @@ pub async fn run(
             && wanted.iter().all(|(k, v)| ns.labels().get(k) == Some(v))
     };
     output.print(&audit(&inputs, &keep), render)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn obj<T: serde::de::DeserializeOwned>(v: Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn managed(name: &str, policy: &str) -> Value {
+        json!({"name": name, "namespace": "mia", "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, POLICY_LABEL: policy}})
+    }
+
+    fn deployment(name: &str, pod: Value) -> Deployment {
+        obj(json!({"metadata": {"name": name, "namespace": "mia"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}}, "spec": pod}}}))
+    }
+
+    fn bare() -> Value {
+        json!({"containers": [{"name": "app", "image": "x"}]})
+    }
+
+    fn mia(inputs: Inputs) -> Inputs {
+        Inputs {
+            namespaces: vec![obj(json!({"metadata": {"name": "mia"}}))],
+            ..inputs
+        }
+    }
+
+    fn defaults_lr() -> LimitRange {
+        obj(
+            json!({"metadata": managed("defaults", "baseline"), "spec": {"limits": [{"type": "Container",
+            "default": {"cpu": "300m", "memory": "200Mi"}, "defaultRequest": {"cpu": "200m", "memory": "100Mi"}}]}}),
+        )
+    }
+
+    #[test]
+    fn governed_by_lists_every_policy_of_a_kind() {
+        let quota = |name: &str, policy: &str| -> ResourceQuota {
+            obj(json!({"metadata": managed(name, policy), "spec": {"hard": {"pods": "10"}}}))
+        };
+        let inputs = mia(Inputs {
+            quotas: vec![
+                quota("compute", "team-mia"),
+                quota("besteffort-pods", "team-mia"),
+                quota("tenantry-storage", "storage"),
+            ],
+            limit_ranges: vec![defaults_lr()],
+            ..Default::default()
+        });
+        let report = audit(&inputs, &|_| true);
+        let row = &report.namespaces[0];
+        assert_eq!(row.governed_by["ResourceQuota"], ["storage", "team-mia"]);
+        assert_eq!(row.governed_by["LimitRange"], ["baseline"]);
+        let table = render(&report);
+        assert!(
+            table.contains("LimitRange=baseline; ResourceQuota=storage,team-mia"),
+            "{table}"
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json["namespaces"][0]["governedBy"]["ResourceQuota"],
+            json!(["storage", "team-mia"])
+        );
+    }
+
+    #[test]
+    fn qos_is_judged_for_the_next_pod_with_limit_range_defaults() {
+        let with_lr = mia(Inputs {
+            deployments: vec![deployment("api", bare())],
+            limit_ranges: vec![defaults_lr()],
+            ..Default::default()
+        });
+        let report = audit(&with_lr, &|_| true);
+        let w = &report.workloads[0];
+        assert_eq!(
+            (w.qos.as_str(), w.template_qos.as_str()),
+            ("Burstable", "BestEffort")
+        );
+        let note = "BestEffort in its template, Burstable for new pods: LimitRange defaults";
+        assert_eq!(w.qos_note.as_deref(), Some(note));
+        assert_eq!(w.new_pod_requests["cpu"], "200m");
+        assert_eq!(w.new_pod_requests["memory"], "100Mi");
+        assert!(!report.findings.iter().any(|f| f.contains("is BestEffort")));
+        assert!(!report.findings.iter().any(|f| f.contains("existing pod")));
+        let table = render(&report);
+        let line = table
+            .lines()
+            .find(|l| l.starts_with("mia/Deployment/api"))
+            .unwrap();
+        assert!(
+            line.contains("Burstable") && line.ends_with(note),
+            "{table}"
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["workloads"][0]["qosNote"], note);
+        assert_eq!(json["workloads"][0]["templateQos"], "BestEffort");
+
+        let without = mia(Inputs {
+            deployments: vec![deployment("api", bare())],
+            ..Default::default()
+        });
+        let report = audit(&without, &|_| true);
+        assert_eq!(report.workloads[0].qos, "BestEffort");
+        assert_eq!(report.workloads[0].qos_note, None);
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.starts_with("Deployment mia/api is BestEffort"))
+        );
+    }
+
+    /// `render` reads nothing but the Report, so the table holds no fact JSON lacks; and each fact
+    /// the table is meant to show is there.
+    #[test]
+    fn the_table_shows_what_json_carries() {
+        let quota: ResourceQuota = obj(json!({"metadata": managed("compute", "team-mia"),
+            "spec": {"hard": {"requests.cpu": "4"}}}));
+        let pdb: PodDisruptionBudget = obj(json!({"metadata": managed("web", "team-mia"),
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "maxUnavailable": 0}}));
+        let pod: Pod = obj(json!({"metadata": {"name": "p", "namespace": "mia"},
+            "spec": {"containers": [{"name": "app", "image": "x", "resources": {"requests": {"cpu": "250m", "memory": "1Gi"}}}]},
+            "status": {"phase": "Pending", "qosClass": "Burstable"}}));
+        let inputs = mia(Inputs {
+            deployments: vec![deployment("web", bare()), deployment("api", bare())],
+            quotas: vec![quota],
+            pdbs: vec![pdb],
+            pods: vec![pod],
+            limit_ranges: vec![defaults_lr()],
+            ..Default::default()
+        });
+        let report = audit(&inputs, &|_| true);
+        let table = render(&report);
+        let json = serde_json::to_value(&report).unwrap();
+        for n in json["namespaces"].as_array().unwrap() {
+            let line = table
+                .lines()
+                .find(|l| l.starts_with(n["name"].as_str().unwrap()))
+                .unwrap();
+            let mut facts = vec![
+                n["pods"].to_string(),
+                n["requests"]["cpu"].as_str().unwrap().to_owned(),
+            ];
+            facts.push(n["requests"]["memory"].as_str().unwrap().to_owned());
+            for (kind, policies) in n["governedBy"].as_object().unwrap() {
+                let names: Vec<&str> = policies
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.as_str().unwrap())
+                    .collect();
+                facts.push(format!("{kind}={}", names.join(",")));
+            }
+            for fact in facts {
+                assert!(line.contains(&fact), "{fact:?} missing in {line:?}");
+            }
+        }
+        for w in json["workloads"].as_array().unwrap() {
+            let key = format!("mia/Deployment/{}", w["name"].as_str().unwrap());
+            let line = table.lines().find(|l| l.starts_with(&key)).unwrap();
+            for fact in [&w["qos"], &w["qosNote"]] {
+                assert!(
+                    line.contains(fact.as_str().unwrap()),
+                    "{fact} missing in {line:?}"
+                );
+            }
+            for p in w["pdbs"].as_array().unwrap() {
+                assert!(
+                    line.contains(p.as_str().unwrap()),
+                    "{p} missing in {line:?}"
+                );
+            }
+        }
+        assert!(!report.findings.is_empty());
+        for f in &report.findings {
+            assert!(table.contains(&format!("- {f}\n")), "{f} missing");
+        }
+    }
+
+    #[test]
+    fn best_effort_pods_older_than_the_limit_range_defaults_are_a_finding() {
+        let pod: Pod = obj(json!({"metadata": {"name": "old", "namespace": "mia"},
+            "spec": bare(), "status": {"phase": "Pending", "qosClass": "BestEffort"}}));
+        let inputs = mia(Inputs {
+            pods: vec![pod],
+            limit_ranges: vec![defaults_lr()],
+            ..Default::default()
+        });
+        let report = audit(&inputs, &|_| true);
+        assert!(report.findings.contains(&"namespace mia: 1 existing pod is BestEffort, older than its LimitRange defaults; it keeps that class until recreated (a rollout)".to_owned()), "{:#?}", report.findings);
+    }
+
+    #[test]
+    fn pod_level_resources_decide_the_workloads_qos() {
+        let pod = json!({"resources": {"limits": {"cpu": "1", "memory": "1Gi"}},
+            "containers": [{"name": "app", "image": "x"}, {"name": "log", "image": "x"}]});
+        let inputs = mia(Inputs {
+            deployments: vec![deployment("db", pod.clone())],
+            ..Default::default()
+        });
+        let report = audit(&inputs, &|_| true);
+        let w = &report.workloads[0];
+        assert_eq!(w.qos, "Guaranteed");
+        assert_eq!(w.qos_note.as_deref(), Some("pod-level resources"));
+        assert_eq!(w.new_pod_requests["cpu"], "1000m");
+        assert!(
+            w.resources
+                .iter()
+                .any(|r| r == "pod: requests -/-, limits 1/1Gi"),
+            "{:?}",
+            w.resources
+        );
+        // LimitRange defaults give the containers requests, and pod-level requests default to
+        // their sum rather than to the pod-level limits: the pod is Burstable.
+        let inputs = mia(Inputs {
+            deployments: vec![deployment("db", pod)],
+            limit_ranges: vec![defaults_lr()],
+            ..Default::default()
+        });
+        let report = audit(&inputs, &|_| true);
+        let w = &report.workloads[0];
+        assert_eq!(
+            (w.qos.as_str(), w.template_qos.as_str()),
+            ("Burstable", "Guaranteed")
+        );
+        assert_eq!(
+            w.qos_note.as_deref(),
+            Some(
+                "Guaranteed in its template, Burstable for new pods: LimitRange defaults; pod-level resources"
+            )
+        );
+        assert_eq!(w.new_pod_requests["cpu"], "400m");
+    }
+
+    #[test]
+    fn a_quota_that_new_pods_cannot_satisfy_is_a_finding() {
+        let quota: ResourceQuota = obj(json!({"metadata": managed("compute", "team-mia"),
+            "spec": {"hard": {"requests.cpu": "4", "limits.memory": "8Gi"}}}));
+        let besteffort_only: ResourceQuota = obj(json!({"metadata": managed("be", "team-mia"),
+            "spec": {"hard": {"pods": "4"}, "scopes": ["BestEffort"]}}));
+        let inputs = mia(Inputs {
+            deployments: vec![deployment("api", bare())],
+            quotas: vec![quota.clone(), besteffort_only],
+            ..Default::default()
+        });
+        let report = audit(&inputs, &|_| true);
+        assert!(
+            report.findings.contains(&"new pods of Deployment mia/api are refused by ResourceQuota mia/compute: must specify limits.memory for: app; requests.cpu for: app".to_owned()),
+            "{:#?}",
+            report.findings
+        );
+        // LimitRange defaults satisfy the quota.
+        let inputs = mia(Inputs {
+            deployments: vec![deployment("api", bare())],
+            quotas: vec![quota],
+            limit_ranges: vec![defaults_lr()],
+            ..Default::default()
+        });
+        let report = audit(&inputs, &|_| true);
+        assert!(
+            !report.findings.iter().any(|f| f.contains("refused")),
+            "{:#?}",
+            report.findings
+        );
+    }
+
+    #[test]
+    fn requests_are_summed_as_quota_counts_them_resizes_included() {
+        let pod = |name: &str, cpu: &str, status: Value| -> Pod {
+            obj(json!({"metadata": {"name": name, "namespace": "mia"},
+                "spec": {"containers": [{"name": "app", "image": "x", "resources": {"requests": {"cpu": cpu}}}]},
+                "status": status}))
+        };
+        let resized = pod(
+            "resized",
+            "200m",
+            json!({"phase": "Running", "qosClass": "Burstable",
+            "conditions": [{"type": "PodResizeInProgress", "status": "True"}],
+            "containerStatuses": [{"name": "app", "image": "x", "imageID": "", "ready": true, "restartCount": 0,
+                "allocatedResources": {"cpu": "500m"}, "resources": {"requests": {"cpu": "500m"}}}]}),
+        );
+        let done = pod(
+            "done",
+            "2",
+            json!({"phase": "Succeeded", "qosClass": "Burstable"}),
+        );
+        let plain = pod(
+            "plain",
+            "100m",
+            json!({"phase": "Pending", "qosClass": "Burstable"}),
+        );
+        let inputs = mia(Inputs {
+            pods: vec![resized, done, plain],
+            ..Default::default()
+        });
+        let report = audit(&inputs, &|_| true);
+        let row = &report.namespaces[0];
+        assert_eq!((row.pods, row.requests["cpu"].as_str()), (3, "600m"));
+        assert!(
+            report.findings.contains(&"Pod mia/resized is counted by quotas at requests.cpu 500m (spec 200m): in-place resize in progress (no reason)".to_owned()),
+            "{:#?}",
+            report.findings
+        );
+        assert!(render(&report).contains("600m"));
+    }
 }

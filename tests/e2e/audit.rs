@@ -5,7 +5,11 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::harness::{TestNamespace, client, eventually, kubeconfig_path, kubectl_with_input};
+use kube::api::Api;
+
+use crate::harness::{
+    TestNamespace, client, eventually, kubeconfig_path, kubectl, kubectl_with_input,
+};
 
 fn audit(ns: &str) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_tenantry"))
@@ -124,5 +128,273 @@ async fn audit_reports_qos_classes_and_the_field_storys_findings() {
     assert!(
         !findings.iter().any(|f| f.contains("/db is BestEffort")),
         "{findings:#?}"
+    );
+}
+
+fn apply(object: &Value) {
+    let out = kubectl_with_input(&["apply", "-f", "-"], Some(&object.to_string()));
+    assert!(out.success, "{}", out.stderr);
+}
+
+fn quantity_of(v: &Value) -> i128 {
+    tenantry::quantity::stored_value(v.as_str().unwrap_or("0"))
+        .unwrap()
+        .0
+}
+
+/// The audit's QoS for each workload's next pod is the class the API server gives the pods the
+/// ReplicaSet controller creates: LimitRange defaults, requests defaulting to limits, pod-level
+/// resources fed by LimitRange defaults. Its namespace requests are the quota's own count.
+#[tokio::test]
+async fn audit_judges_new_pods_as_the_api_server_does() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-audit-next").await;
+    ns.wait_for_default_service_account(&client).await;
+    let n = ns.name.clone();
+    apply(
+        &json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "defaults", "namespace": n},
+        "spec": {"limits": [{"type": "Container", "default": {"cpu": "300m", "memory": "200Mi"},
+            "defaultRequest": {"cpu": "200m", "memory": "100Mi"}}]}}),
+    );
+    apply(
+        &json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "compute", "namespace": n},
+        "spec": {"hard": {"requests.cpu": "100", "requests.memory": "100Gi", "limits.cpu": "100", "limits.memory": "100Gi"}}}),
+    );
+    let deployment = |name: &str, pod: Value| {
+        let mut spec = pod;
+        spec["containers"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .for_each(|c| c["image"] = json!("registry.invalid/app:1"));
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": n},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                "template": {"metadata": {"labels": {"app": name}}, "spec": spec}}})
+    };
+    // (workload, pod template spec, the audit's expected class and template class)
+    let cases = [
+        (
+            "bare",
+            json!({"containers": [{"name": "app"}]}),
+            "Burstable",
+            "BestEffort",
+        ),
+        (
+            "limits-only",
+            json!({"containers": [{"name": "app", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}),
+            "Guaranteed",
+            "Guaranteed",
+        ),
+        (
+            "pod-limits",
+            json!({"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}, "containers": [{"name": "app"}, {"name": "log"}]}),
+            "Burstable",
+            "Guaranteed",
+        ),
+        (
+            "pod-level",
+            json!({"resources": {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+                "containers": [{"name": "app"}, {"name": "log"}]}),
+            "Guaranteed",
+            "Guaranteed",
+        ),
+    ];
+    for (name, pod, _, _) in &cases {
+        apply(&deployment(name, pod.clone()));
+    }
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &n);
+    let all = eventually("the eight pods to exist", || {
+        let pods = pods.clone();
+        async move {
+            let list = pods.list(&Default::default()).await.ok()?.items;
+            (list.len() == 8).then_some(list)
+        }
+    })
+    .await;
+    let report = audit(&n);
+    for (name, _, qos, template_qos) in &cases {
+        let w = report["workloads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == *name)
+            .unwrap();
+        // What the API server made of the template, for every pod of this workload.
+        for pod in all
+            .iter()
+            .filter(|p| p.metadata.labels.as_ref().unwrap()["app"] == *name)
+        {
+            let made = pod.status.as_ref().unwrap().qos_class.as_deref();
+            assert_eq!(made, w["qos"].as_str(), "{name}: audit {w}");
+        }
+        assert_eq!(
+            (w["qos"].as_str(), w["templateQos"].as_str()),
+            (Some(*qos), Some(*template_qos)),
+            "{w}"
+        );
+    }
+    let bare = &report["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "bare")
+        .unwrap();
+    assert_eq!(
+        bare["qosNote"],
+        "BestEffort in its template, Burstable for new pods: LimitRange defaults"
+    );
+    // The namespace's requests are what the quota controller counts.
+    let quotas: Api<k8s_openapi::api::core::v1::ResourceQuota> =
+        Api::namespaced(client.clone(), &n);
+    let name = n.clone();
+    eventually("the audit's requests to equal the quota's used", || {
+        let (quotas, name) = (quotas.clone(), name.clone());
+        async move {
+            let used = quotas.get("compute").await.ok()?.status?.used?;
+            let row = audit(&name)["namespaces"][0].clone();
+            let same = ["cpu", "memory"].iter().all(|r| {
+                used.get(&format!("requests.{r}"))
+                    .map(|q| tenantry::quantity::stored_value(&q.0).unwrap().0)
+                    == Some(quantity_of(&row["requests"][r]))
+            });
+            (same && row["pods"] == 8).then_some(())
+        }
+    })
+    .await;
+    // 2 x (200m + 1 + 400m + 1): LimitRange defaults, limits as requests, the containers' sum,
+    // pod-level requests.
+    assert_eq!(audit(&n)["namespaces"][0]["requests"]["cpu"], "5200m");
+}
+
+/// A quota that caps requests.cpu refuses pods that do not set it; the audit says so with the
+/// API server's own words.
+#[tokio::test]
+async fn audit_names_the_quota_that_will_refuse_new_pods() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-audit-refused").await;
+    ns.wait_for_default_service_account(&client).await;
+    let n = ns.name.clone();
+    apply(
+        &json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "compute", "namespace": n},
+        "spec": {"hard": {"requests.cpu": "4"}}}),
+    );
+    let spec = json!({"containers": [{"name": "app", "image": "registry.invalid/app:1"}]});
+    apply(
+        &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api", "namespace": n},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "api"}},
+            "template": {"metadata": {"labels": {"app": "api"}}, "spec": spec}}}),
+    );
+    // Quota admission judges a quota once kube-controller-manager has written its status.hard.
+    let quotas: Api<k8s_openapi::api::core::v1::ResourceQuota> =
+        Api::namespaced(client.clone(), &n);
+    eventually("the quota's status.hard", || {
+        let quotas = quotas.clone();
+        async move { quotas.get("compute").await.ok()?.status?.hard }
+    })
+    .await;
+    let report = audit(&n);
+    let expected = format!(
+        "new pods of Deployment {n}/api are refused by ResourceQuota {n}/compute: must specify requests.cpu for: app"
+    );
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == &json!(expected)),
+        "{report}"
+    );
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": n}, "spec": spec});
+    let out = kubectl_with_input(
+        &["create", "--dry-run=server", "-f", "-"],
+        Some(&pod.to_string()),
+    );
+    assert!(!out.success);
+    assert!(
+        out.stderr.contains("must specify requests.cpu for: app"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// An in-place resize the kubelet has not actuated: quota counts the larger of desired and
+/// allocated, and so does the audit. There is no kubelet here, so the test writes the container
+/// status a kubelet would (allocated 500m) and resizes the pod down through `resize`. A second pod,
+/// deleted last, makes the quota controller recount after it has seen the resize (600m before,
+/// 500m counting the allocation, 200m if it counted the spec).
+#[tokio::test]
+async fn audit_counts_an_unfinished_resize_as_quota_does() {
+    let client = client().await;
+    let ns = TestNamespace::create(&client, "e2e-audit-resize").await;
+    ns.wait_for_default_service_account(&client).await;
+    let n = ns.name.clone();
+    apply(
+        &json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "compute", "namespace": n},
+        "spec": {"hard": {"requests.cpu": "10"}}}),
+    );
+    let quotas: Api<k8s_openapi::api::core::v1::ResourceQuota> =
+        Api::namespaced(client.clone(), &n);
+    eventually("the quota's status.hard", || {
+        let quotas = quotas.clone();
+        async move { quotas.get("compute").await.ok()?.status?.hard }
+    })
+    .await;
+    let pod = |name: &str, cpu: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": n},
+            "spec": {"containers": [{"name": "app", "image": "registry.invalid/db:1",
+                "resources": {"requests": {"cpu": cpu}, "limits": {"cpu": "1"}}}]}})
+    };
+    apply(&pod("db", "500m"));
+    apply(&pod("marker", "100m"));
+    let status = json!({"status": {"phase": "Running", "containerStatuses": [{"name": "app",
+        "image": "registry.invalid/db:1", "imageID": "", "ready": true, "restartCount": 0, "started": true,
+        "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+        "allocatedResources": {"cpu": "500m"},
+        "resources": {"requests": {"cpu": "500m"}, "limits": {"cpu": "1"}}}]}});
+    let patch = |subresource: &str, kind: &str, body: &Value| {
+        let out = kubectl(&[
+            "patch",
+            "pod",
+            "db",
+            "-n",
+            &n,
+            &format!("--subresource={subresource}"),
+            &format!("--type={kind}"),
+            "-p",
+            &body.to_string(),
+        ]);
+        assert!(out.success, "{}", out.stderr);
+    };
+    patch("status", "merge", &status);
+    patch(
+        "resize",
+        "strategic",
+        &json!({"spec": {"containers": [{"name": "app", "resources": {"requests": {"cpu": "200m"}}}]}}),
+    );
+    let out = kubectl(&["delete", "pod", "marker", "-n", &n, "--wait=true"]);
+    assert!(out.success, "{}", out.stderr);
+    let used = eventually("the quota controller to recount without the marker", || {
+        let quotas = quotas.clone();
+        async move {
+            let q = quotas.get("compute").await.ok()?;
+            let used = q.status?.used?.get("requests.cpu")?.0.clone();
+            (!["0", "600m"].contains(&used.as_str())).then_some(used)
+        }
+    })
+    .await;
+    assert_eq!(used, "500m", "the quota controller counts the allocation");
+    let report = audit(&n);
+    assert_eq!(
+        report["namespaces"][0]["requests"]["cpu"], "500m",
+        "{report}"
+    );
+    let expected = format!("Pod {n}/db is counted by quotas at requests.cpu 500m (spec 200m)");
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f.as_str().unwrap().starts_with(&expected)),
+        "{report}"
     );
 }

@@ -412,13 +412,30 @@ impl TestPolicy {
 
 impl Drop for TestPolicy {
     fn drop(&mut self) {
-        let _ = kubectl(&[
-            "delete",
-            "tenantpolicy",
-            &self.name,
-            "--ignore-not-found",
-            "--timeout=30s",
-        ]);
+        let delete = || {
+            kubectl(&[
+                "delete",
+                "tenantpolicy",
+                &self.name,
+                "--ignore-not-found",
+                "--timeout=30s",
+            ])
+            .success
+        };
+        // The operator handling the policy removes its finalizer. When no operator is left (a
+        // test that failed or stopped it first), remove it here, so that no policy outlives its
+        // test; the garbage collector still deletes what the policy owned.
+        if !delete() {
+            let _ = kubectl(&[
+                "patch",
+                "tenantpolicy",
+                &self.name,
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"finalizers":null}}"#,
+            ]);
+            let _ = delete();
+        }
     }
 }
 

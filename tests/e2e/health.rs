@@ -211,6 +211,10 @@ async fn argo_cd_and_kstatus_judge_each_state_of_a_real_policy() {
         "Failed",
     ));
 
+    // Deleted while the operator that handles their finalizer still runs (declared before it,
+    // they would otherwise be dropped after it).
+    drop(stalled);
+    drop(policy);
     for (state, (health, message), kstatus, want_health, want_kstatus) in &seen {
         assert_eq!(health, want_health, "{state}: Argo CD health ({message})");
         assert_eq!(kstatus, want_kstatus, "{state}: kstatus");

@@ -135,10 +135,11 @@ async fn plan_lists_exactly_what_applying_the_files_does_and_gates_with_its_exit
         &["apply", "-f", dir.join("policies.yaml").to_str().unwrap()],
         None,
     );
-    assert!(out.success, "{}", out.stderr);
+    // Guarded before the check: a partly failed apply may still have created it.
     let team_guard = TestPolicy {
         name: team_name.clone(),
     };
+    assert!(out.success, "{}", out.stderr);
     team_guard.wait_ready(&client).await;
     base.wait_ready(&client).await;
     let range: LimitRange = Api::namespaced(client.clone(), &a.name)

@@ -64,6 +64,8 @@ async fn crd_becomes_established_and_kubectl_lists_tenantpolicies() {
         .create(&PostParams::default(), &policy)
         .await
         .expect("create TenantPolicy");
+    // Deleted even if an assertion below fails.
+    let _guard = crate::harness::TestPolicy { name: name.clone() };
 
     let table = kubectl_ok(&["get", "tenantpolicies", &name]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
@@ -78,11 +80,6 @@ async fn crd_becomes_established_and_kubectl_lists_tenantpolicies() {
     assert!(wide.lines().next().unwrap().ends_with("MESSAGE"), "{wide}");
     let by_category = kubectl_ok(&["get", "tenantry"]);
     assert!(by_category.contains(&name), "{by_category}");
-
-    policies
-        .delete(&name, &DeleteParams::default())
-        .await
-        .expect("delete TenantPolicy");
 }
 
 #[tokio::test]

@@ -332,6 +332,86 @@ fn malformed() -> Vec<(&'static str, Value, &'static str, &'static str)> {
             "spec.limitRanges",
             "20",
         ),
+        // Over 100% and below zero: the API server would refuse the built PDB, LimitRange or
+        // ResourceQuota; admission says so before any namespace is selected (issue 16).
+        (
+            "PDB minAvailable over 100%",
+            pdb(json!({"minAvailable": "150%"})),
+            "spec.podDisruptionBudgets[0].minAvailable",
+            "a percentage must be at most 100%",
+        ),
+        (
+            "PDB maxUnavailable over 100%",
+            pdb(json!({"maxUnavailable": "101%"})),
+            "spec.podDisruptionBudgets[0].maxUnavailable",
+            "a percentage must be at most 100%",
+        ),
+        (
+            "PDB fractional percentage",
+            pdb(json!({"minAvailable": "12.5%"})),
+            "spec.podDisruptionBudgets[0].minAvailable",
+            "should match",
+        ),
+        (
+            "PDB negative percentage",
+            pdb(json!({"maxUnavailable": "-10%"})),
+            "spec.podDisruptionBudgets[0].maxUnavailable",
+            "should match",
+        ),
+        (
+            "negative LimitRange min",
+            container(json!({"min": {"cpu": "-1"}})),
+            "spec.limitRanges[0].limits[0].min[cpu]",
+            "must not be negative",
+        ),
+        (
+            "negative LimitRange max",
+            lr(json!({"type": "Pod", "max": {"memory": "-1Gi"}})),
+            "spec.limitRanges[0].limits[0].max[memory]",
+            "must not be negative",
+        ),
+        (
+            "negative LimitRange default",
+            container(json!({"default": {"cpu": "-100m"}})),
+            "spec.limitRanges[0].limits[0].default[cpu]",
+            "must not be negative",
+        ),
+        (
+            "negative LimitRange defaultRequest",
+            container(json!({"defaultRequest": {"memory": "-5Mi"}})),
+            "spec.limitRanges[0].limits[0].defaultRequest[memory]",
+            "must not be negative",
+        ),
+        (
+            "negative maxLimitRequestRatio",
+            container(json!({"maxLimitRequestRatio": {"cpu": "-2"}})),
+            "spec.limitRanges[0].limits[0].maxLimitRequestRatio[cpu]",
+            "must not be negative",
+        ),
+        (
+            "negative quota",
+            json!({"resourceQuotas": [{"name": "q", "hard": {"requests.cpu": "-4"}}]}),
+            "spec.resourceQuotas[0].hard[requests.cpu]",
+            "must not be negative",
+        ),
+        (
+            "negative quota as an integer",
+            json!({"resourceQuotas": [{"name": "q", "hard": {"pods": -5}}]}),
+            "spec.resourceQuotas[0].hard[pods]",
+            "must not be negative",
+        ),
+        (
+            "negative storage quota",
+            json!({"storage": {"quotas": {"fast-ssd": {"requests.storage": "-10Gi"}}}}),
+            "spec.storage.quotas[fast-ssd].requests.storage",
+            "must not be negative",
+        ),
+        (
+            "negative storage claim count",
+            json!({"storage": {"quotas": {"fast-ssd": {"persistentvolumeclaims": "-1"}}}}),
+            "spec.storage.quotas[fast-ssd].persistentvolumeclaims",
+            "must not be negative",
+        ),
         (
             "malformed shared quantity",
             shared(json!({"name": "team", "hard": {"pods": "lots"}})),
@@ -440,6 +520,32 @@ async fn malformed_policies_are_rejected_by_kubectl_apply_naming_the_field() {
         cases.len(),
         wrong.join("\n")
     );
+}
+
+/// The bounds themselves pass: budgets of 100% and 0%, quantities of zero (also spelled -0).
+#[tokio::test]
+async fn boundary_values_are_accepted() {
+    let client = client().await;
+    install_crd(&client).await;
+    let specs = [
+        pdb(json!({"minAvailable": "100%"})),
+        pdb(json!({"maxUnavailable": "0%"})),
+        pdb(json!({"maxUnavailable": 0})),
+        lr(
+            json!({"type": "Container", "min": {"cpu": "0"}, "defaultRequest": {"cpu": "-0"}, "maxLimitRequestRatio": {"cpu": "1"}}),
+        ),
+        json!({"resourceQuotas": [{"name": "q", "hard": {"pods": 0, "requests.cpu": "0m"}}]}),
+        json!({"storage": {"quotas": {"fast-ssd": {"requests.storage": "0", "persistentvolumeclaims": "0"}}}}),
+    ];
+    for spec in specs {
+        let policy = json!({"apiVersion": "tenantry.io/v1alpha1", "kind": "TenantPolicy",
+            "metadata": {"name": unique_name("boundary")}, "spec": spec});
+        let out = kubectl_with_input(
+            &["apply", "--dry-run=server", "-f", "-"],
+            Some(&policy.to_string()),
+        );
+        assert!(out.success, "{spec}: {}", out.stderr);
+    }
 }
 
 #[tokio::test]
