@@ -180,10 +180,12 @@ fn sort<'a>(facts: &Facts<'a>, summary: &mut Summary, converged: &mut HashSet<u6
 
 /// "adopted 2 existing objects: a/ResourceQuota/compute (changed spec.hard.cpu),
 /// b/ResourceQuota/compute (already as declared)": one Event for all of them, bounded.
-fn adopted_event(adopted: &[(&ObjectKey, &[String])]) -> Option<EventNote> {
+fn adopted_event(adopted: &mut [(&ObjectKey, &[String])]) -> Option<EventNote> {
     if adopted.is_empty() {
         return None;
     }
+    // Writes finish in any order: the note names the objects in key order.
+    adopted.sort_unstable_by_key(|&(key, _)| key);
     let objects = listing(adopted.iter().map(|&(key, changed)| {
         if changed.is_empty() {
             format!("{key} (already as declared)")
@@ -206,9 +208,9 @@ fn adopted_event(adopted: &[(&ObjectKey, &[String])]) -> Option<EventNote> {
 
 /// The Events about what was written: drift undone, classes recreated, objects adopted, applied,
 /// pruned and released.
-fn write_events(sorted: &Sorted) -> Vec<EventNote> {
+fn write_events(sorted: &mut Sorted) -> Vec<EventNote> {
     let mut events = Vec::new();
-    events.extend(adopted_event(&sorted.adopted));
+    events.extend(adopted_event(&mut sorted.adopted));
     if !sorted.corrected.is_empty() {
         let objects = listing(sorted.corrected.iter().map(|&(k, d)| {
             let how = match (&d.changed_by, d.deleted) {
@@ -323,8 +325,8 @@ pub fn report(facts: Facts, reported: &mut Reported) -> Report {
         ..Default::default()
     };
     let mut converged: HashSet<u64> = facts.converged.iter().copied().collect();
-    let sorted = sort(&facts, &mut summary, &mut converged);
-    let mut events = write_events(&sorted);
+    let mut sorted = sort(&facts, &mut summary, &mut converged);
+    let mut events = write_events(&mut sorted);
     events.extend(news_events(&summary, reported));
     let drift_corrected = sorted.corrected.iter().map(|(k, _)| k.kind).collect();
     let transient_failures = summary.failures.iter().any(|f| !f.reason.is_terminal());
@@ -567,12 +569,12 @@ mod tests {
         let changed = key("a", Kind::ResourceQuota, "compute");
         let outcomes = [
             Outcome::Adopted {
-                key: changed.clone(),
-                changed: vec!["spec.hard.cpu".into(), "spec.hard.pods".into()],
-            },
-            Outcome::Adopted {
                 key: key("b", Kind::ResourceQuota, "compute"),
                 changed: Vec::new(),
+            },
+            Outcome::Adopted {
+                key: changed.clone(),
+                changed: vec!["spec.hard.cpu".into(), "spec.hard.pods".into()],
             },
         ];
         let report = report(facts(&["a", "b"], &outcomes), &mut Reported::default());
@@ -585,7 +587,7 @@ mod tests {
         );
         assert_eq!(report.converged.len(), 2, "adopted objects are as declared");
         assert_eq!(ready(&report).1, "Reconciled");
-        let single = [outcomes[0].clone()];
+        let single = [outcomes[1].clone()];
         let one = super::report(facts(&["a"], &single), &mut Reported::default());
         assert!(
             one.events[0]

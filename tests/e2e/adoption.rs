@@ -4,7 +4,7 @@
 //! object. Adoption keeps the object (its uid), lands only on the version read (the audit log
 //! shows the uid and resourceVersion the patch carries), and makes it tamper-protected.
 
-use k8s_openapi::api::core::v1::{ConfigMap, ResourceQuota};
+use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, ResourceQuota};
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -130,6 +130,14 @@ async fn if_identical_takes_only_an_equal_quota_and_always_makes_a_different_one
         json!([]),
     )
     .await;
+    // A LimitRange as declared, which the API server stores with defaults filled in.
+    let ranges: Api<LimitRange> = Api::namespaced(client.clone(), &same.name);
+    let limits = json!([{"type": "Container", "max": {"cpu": "2"}, "default": {"cpu": "500m"}}]);
+    let range: LimitRange = serde_json::from_value(
+        json!({"metadata": {"name": "defaults"}, "spec": {"limits": limits}}),
+    )
+    .unwrap();
+    let range_before = ranges.create(&PostParams::default(), &range).await.unwrap();
     let differs_before = hand_made_quota(
         &client,
         &differs.name,
@@ -139,6 +147,7 @@ async fn if_identical_takes_only_an_equal_quota_and_always_makes_a_different_one
     .await;
     let spec = |adoption: &str| {
         json!({"namespaces": [same.name, differs.name], "adoptionPolicy": adoption,
+            "limitRanges": [{"name": "defaults", "limits": limits}],
             "resourceQuotas": [{"name": "compute", "hard": {"pods": "10", "requests.cpu": "1"}}]})
     };
 
@@ -158,18 +167,22 @@ async fn if_identical_takes_only_an_equal_quota_and_always_makes_a_different_one
     let (code, stdout, stderr) = tenantry_plan(&dir);
     assert_eq!(code, 2, "changes pending: {stderr}");
     let plans: Vec<Value> = serde_json::from_str(&stdout).unwrap();
-    let actions: Vec<(String, String)> = plans[0]["changes"]
+    let actions: Vec<(String, String, String)> = plans[0]["changes"]
         .as_array()
         .unwrap()
         .iter()
         .map(|c| {
             let s = |k: &str| c[k].as_str().unwrap_or("").to_owned();
-            (s("namespace"), s("action"))
+            (s("namespace"), s("kind"), s("action"))
         })
         .collect();
+    let row =
+        |ns: &str, kind: &str, action: &str| (ns.to_owned(), kind.to_owned(), action.to_owned());
     let mut expected = vec![
-        (same.name.clone(), "adopt".to_owned()),
-        (differs.name.clone(), "untouched".to_owned()),
+        row(&same.name, "LimitRange", "adopt"),
+        row(&same.name, "ResourceQuota", "adopt"),
+        row(&differs.name, "LimitRange", "create"),
+        row(&differs.name, "ResourceQuota", "untouched"),
     ];
     expected.sort();
     assert_eq!(actions, expected, "{stdout}");
@@ -219,11 +232,18 @@ async fn if_identical_takes_only_an_equal_quota_and_always_makes_a_different_one
         differs_before.resource_version(),
         "the different one is exactly as it was"
     );
+    let range = ranges.get("defaults").await.unwrap();
+    assert_eq!(range.uid(), range_before.uid());
+    assert_eq!(range.labels()[POLICY], policy.name);
+    assert_eq!(
+        serde_json::to_value(&range.spec).unwrap(),
+        serde_json::to_value(&range_before.spec).unwrap()
+    );
     let notes = wait_event_notes(&client, &policy.name, "Adopted", |n| !n.is_empty()).await;
     assert_eq!(
         notes,
         [format!(
-            "adopted 1 existing object: {}/ResourceQuota/compute (already as declared)",
+            "adopted 2 existing objects: {0}/LimitRange/defaults (already as declared), {0}/ResourceQuota/compute (already as declared)",
             same.name
         )]
     );
