@@ -76,8 +76,13 @@ pub fn decide(
     if desired.key.kind == Kind::StorageClass {
         let immutable = storage_class::immutable_changes(&desired.normalized, &have);
         if !immutable.is_empty() {
+            let (differ, them) = if immutable.len() == 1 {
+                ("differs", "it")
+            } else {
+                ("differ", "them")
+            };
             return Decision::Refuse(format!(
-                "its {} differ from the declared ones, and Kubernetes cannot change them in place",
+                "its {} {differ} from the policy's, and Kubernetes cannot change {them} in place",
                 immutable.join(", ")
             ));
         }

@@ -10,8 +10,8 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::harness::{
-    Operator, SHARD_LABEL, TestNamespace, TestPolicy, client, event_notes, eventually, kubectl_ok,
-    kubectl_with_input, repo_root, unique_name, wait_event_notes,
+    Operator, SHARD_LABEL, TestClass, TestNamespace, TestPolicy, client, event_notes, eventually,
+    kubectl_ok, kubectl_with_input, repo_root, unique_name, wait_event_notes,
 };
 use crate::install::{
     SERVICE_ACCOUNT, ensure_install_namespace, service_account_kubeconfig, state_dir,
@@ -414,4 +414,66 @@ async fn another_policys_or_another_controllers_object_is_never_adopted() {
     );
     drop(taker);
     drop(holder);
+}
+
+#[tokio::test]
+async fn always_takes_a_class_in_place_but_never_one_whose_immutable_fields_differ() {
+    use k8s_openapi::api::storage::v1::StorageClass;
+    let client = client().await;
+    install_crd(&client).await;
+    let operator = Operator::start(&unique_name("adopt-class")).await;
+    let classes: Api<StorageClass> = Api::all(client.clone());
+    let mutable = TestClass::create("e2e-adopt-class", "example.com/e2e");
+    let immutable = TestClass::create("e2e-adopt-fixed", "example.com/e2e");
+    let mutable_before = classes.get(&mutable.name).await.unwrap();
+    let immutable_before = classes.get(&immutable.name).await.unwrap();
+    let policy = TestPolicy::create(
+        &client,
+        &operator,
+        "adopt-class",
+        json!({"adoptionPolicy": "Always", "storage": {"classes": [
+            {"name": mutable.name, "provisioner": "example.com/e2e", "allowVolumeExpansion": true},
+            {"name": immutable.name, "provisioner": "example.com/e2e", "reclaimPolicy": "Retain"}]}}),
+    )
+    .await;
+    let status = policy.wait_condition(&client, "Stalled", "True").await;
+    let states: Vec<(String, String)> = status
+        .storage_classes
+        .iter()
+        .map(|c| (c.name.clone(), c.state.clone()))
+        .collect();
+    let mut expected = vec![
+        (mutable.name.clone(), "Ready".to_owned()),
+        (immutable.name.clone(), "NotOwned".to_owned()),
+    ];
+    expected.sort();
+    let mut states = states;
+    states.sort();
+    assert_eq!(states, expected, "{status:?}");
+    assert!(
+        status.failures[0].message.contains(
+            "not adopted: its reclaimPolicy differs from the policy's, and Kubernetes cannot change it in place"
+        ),
+        "{}",
+        status.failures[0].message
+    );
+    let adopted = classes.get(&mutable.name).await.unwrap();
+    assert_eq!(
+        adopted.uid(),
+        mutable_before.uid(),
+        "updated in place, not recreated"
+    );
+    assert_eq!(adopted.allow_volume_expansion, Some(true));
+    assert_eq!(adopted.labels()[POLICY], policy.name);
+    let left = classes.get(&immutable.name).await.unwrap();
+    assert_eq!(left.resource_version(), immutable_before.resource_version());
+    let notes = wait_event_notes(&client, &policy.name, "Adopted", |n| !n.is_empty()).await;
+    assert_eq!(
+        notes,
+        [format!(
+            "adopted 1 existing object: StorageClass/{} (changed allowVolumeExpansion)",
+            mutable.name
+        )]
+    );
+    drop(policy);
 }
