@@ -59,7 +59,14 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeu
     let mut assignment = select_for(&policy, &ctx.stores);
     let budgets = memory.budgets(|memories| {
         let namespaces = &assignment.shared_namespaces;
-        shared_quotas::plan(&owner, &policy.spec, namespaces, &ctx.stores, memories)
+        shared_quotas::plan(
+            &owner,
+            &policy.spec,
+            namespaces,
+            &ctx.stores,
+            memories,
+            Instant::now(),
+        )
     });
     assignment.desired.extend(budgets.desired);
     // Whatever the API server would refuse in the built objects, found before any namespace is
@@ -102,6 +109,7 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeu
         budgets: budgets.states,
         budgets_settled: budgets.settled,
     };
+    memory.budgets(|m| m.written(budgets.planned, &outcomes, Instant::now()));
     let mut report = memory.reported(|reported| report::report(facts, reported));
     drop(outcomes);
     memory.remember_converged(generation, std::mem::take(&mut report.converged));
