@@ -11,7 +11,7 @@ use kube::runtime::finalizer::Event as FinalizerEvent;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
-use super::{Context, Error};
+use super::{Context, Error, PolicyMemory};
 use crate::api::{DeletionPolicy, TenantPolicy};
 use crate::apply::{DRY_RUN_NAMESPACE, NotOwned, Outcome, Taking};
 use crate::cache::{Guarded, Stores};
@@ -57,32 +57,15 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeu
         return stall_invalid(&policy, ctx, problem).await;
     }
     let mut assignment = select_for(&policy, &ctx.stores);
-    let budgets = memory.budgets(|memories| {
+    let mut budgets = memory.budgets(|memories| {
         let namespaces = &assignment.shared_namespaces;
-        shared_quotas::plan(
-            &owner,
-            &policy.spec,
-            namespaces,
-            &ctx.stores,
-            memories,
-            Instant::now(),
-        )
+        let now = Instant::now();
+        shared_quotas::plan(&owner, &policy.spec, namespaces, &ctx.stores, memories, now)
     });
-    assignment.desired.extend(budgets.desired);
-    // Whatever the API server would refuse in the built objects, found before any namespace is
-    // touched, whether or not one is selected: once per generation.
-    if !memory.is_validated(generation, policy.status.as_ref()) {
-        let templates = templates(
-            &policy.spec,
-            &ctx.stores.cluster_classes(),
-            DRY_RUN_NAMESPACE,
-        );
-        if let Err(problem) = ctx.writer.dry_run(&owner, &templates).await {
-            return stall_invalid(&policy, ctx, problem).await;
-        }
-        memory.mark_validated(generation);
+    assignment.desired.append(&mut budgets.desired);
+    if let Err(problem) = dry_run_gate(&policy, &owner, ctx, &memory).await {
+        return stall_invalid(&policy, ctx, problem).await;
     }
-    memory.reported(|r| r.spec_valid());
     let diff = diff::compute(
         &owner,
         &assignment.desired,
@@ -122,6 +105,25 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeu
     Ok(Requeue::requeue(
         memory.delay(report.next, report.transient_failures),
     ))
+}
+
+/// Whatever the API server would refuse in the objects the policy builds, found before any
+/// namespace is touched, whether or not one is selected: once per generation.
+async fn dry_run_gate(
+    policy: &TenantPolicy,
+    owner: &Owner,
+    ctx: &Context,
+    memory: &PolicyMemory,
+) -> Result<(), String> {
+    let generation = policy.meta().generation;
+    if !memory.is_validated(generation, policy.status.as_ref()) {
+        let classes = ctx.stores.cluster_classes();
+        let templates = templates(&policy.spec, &classes, DRY_RUN_NAMESPACE);
+        ctx.writer.dry_run(owner, &templates).await?;
+        memory.mark_validated(generation);
+    }
+    memory.reported(|r| r.spec_valid());
+    Ok(())
 }
 
 /// Which namespaces the policy selects and what it wins in each, against every other live
