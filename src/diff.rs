@@ -85,6 +85,11 @@ pub trait LiveIndex {
     fn converged(&self, _key: &ObjectKey, _owner: &Owner, _fingerprint: u64) -> Option<bool> {
         None
     }
+    /// The largest request quota admission refused lately against this quota (empty when none
+    /// is known).
+    fn refused(&self, _key: &ObjectKey) -> crate::allocator::Amounts {
+        Default::default()
+    }
     /// The status of a shared budget's part (the caches keep no other status); `None` when the
     /// index does not know it.
     fn quota_status(&self, _key: &ObjectKey) -> Option<Value> {

@@ -222,7 +222,7 @@ fn observe<L: LiveIndex + ?Sized>(
             status: field(status.as_ref(), "hard"),
             used: field(status.as_ref(), "used").unwrap_or_default(),
             selected,
-            refused: Amounts::new(),
+            refused: live.refused(&key),
         }
     };
     let mut parts: Vec<Part> = namespaces.iter().map(|ns| part(ns, true)).collect();

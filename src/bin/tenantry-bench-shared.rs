@@ -104,14 +104,14 @@ fn tenantry_view(q: &ResourceQuota) -> String {
 
 fn start_controller(args: &Args) -> anyhow::Result<Child> {
     let log = std::fs::File::create(args.out.join("bench-shared-controller.log"))?;
-    Ok(Command::new(&args.tenantry)
+    Command::new(&args.tenantry)
         .args(["run", "--metrics-addr", "127.0.0.1:0"])
         .args(["--policy-selector", &format!("{RUN_LABEL}=run")])
         .env("RUST_LOG", "info,kube=warn")
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
-        .context("starting tenantry")?)
+        .context("starting tenantry")
 }
 
 async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F) -> anyhow::Result<()>
@@ -157,11 +157,17 @@ async fn exhaust(client: &Client, namespace: &str, trial: usize) -> anyhow::Resu
 
 /// One trial: the namespace uses up its part; how long until its part grows, and how many
 /// parts' specs changed meanwhile.
-async fn trial(client: &Client, namespace: &str, trial: usize) -> anyhow::Result<(Duration, usize)> {
+async fn trial(
+    client: &Client,
+    namespace: &str,
+    trial: usize,
+) -> anyhow::Result<(Duration, usize)> {
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
-    wait_until("the default service account", Duration::from_secs(60), || async {
-        Ok(accounts.get_opt("default").await?.is_some())
-    })
+    wait_until(
+        "the default service account",
+        Duration::from_secs(60),
+        || async { Ok(accounts.get_opt("default").await?.is_some()) },
+    )
     .await?;
     let before = parts(client).await?;
     let refused_at = exhaust(client, namespace, trial).await?;
@@ -175,7 +181,9 @@ async fn trial(client: &Client, namespace: &str, trial: usize) -> anyhow::Result
     // Let the rebalance settle (spec copied to status everywhere) before counting its writes.
     let mut after = parts(client).await?;
     let settle = Instant::now();
-    while after.values().any(|q| pods_of(q, "spec") != pods_of(q, "status"))
+    while after
+        .values()
+        .any(|q| pods_of(q, "spec") != pods_of(q, "status"))
         && settle.elapsed() < Duration::from_secs(10)
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -206,14 +214,18 @@ async fn converge(client: &Client, n: usize) -> anyhow::Result<Duration> {
     Api::<TenantPolicy>::all(client.clone())
         .create(&PostParams::default(), &policy)
         .await?;
-    wait_until("every part sized and enforced", Duration::from_secs(600), || async {
-        let parts = parts(client).await?;
-        Ok(parts.len() == n
-            && parts.values().all(|q| {
-                let spec = pods_of(q, "spec");
-                spec.unwrap_or(0) > 0 && spec == pods_of(q, "status")
-            }))
-    })
+    wait_until(
+        "every part sized and enforced",
+        Duration::from_secs(600),
+        || async {
+            let parts = parts(client).await?;
+            Ok(parts.len() == n
+                && parts.values().all(|q| {
+                    let spec = pods_of(q, "spec");
+                    spec.unwrap_or(0) > 0 && spec == pods_of(q, "status")
+                }))
+        },
+    )
     .await?;
     Ok(started.elapsed())
 }
@@ -223,13 +235,18 @@ async fn converge(client: &Client, n: usize) -> anyhow::Result<Duration> {
 async fn steady_writes(client: &Client) -> anyhow::Result<usize> {
     let policies: Api<TenantPolicy> = Api::all(client.clone());
     let view = |p: &BTreeMap<String, ResourceQuota>| -> BTreeMap<String, String> {
-        p.iter().map(|(ns, q)| (ns.clone(), tenantry_view(q))).collect()
+        p.iter()
+            .map(|(ns, q)| (ns.clone(), tenantry_view(q)))
+            .collect()
     };
     let before = view(&parts(client).await?);
     let version = policies.get(POLICY).await?.resource_version();
     tokio::time::sleep(Duration::from_secs(10)).await; // a measured period, not a wait for a condition
     let after = view(&parts(client).await?);
-    let changed = before.iter().filter(|(ns, v)| after.get(*ns) != Some(v)).count();
+    let changed = before
+        .iter()
+        .filter(|(ns, v)| after.get(*ns) != Some(v))
+        .count();
     let policy_moved = policies.get(POLICY).await?.resource_version() != version;
     Ok(changed + usize::from(policy_moved) + before.len().abs_diff(after.len()))
 }
@@ -288,7 +305,11 @@ async fn run(args: &Args, client: &Client) -> anyhow::Result<(serde_json::Value,
         failures.push(format!("{steady} writes at steady state (target 0)"));
     }
     if args.max_p99_ms > 0 && p99 > Duration::from_millis(args.max_p99_ms) {
-        failures.push(format!("p99 {} ms > {} ms", p99.as_millis(), args.max_p99_ms));
+        failures.push(format!(
+            "p99 {} ms > {} ms",
+            p99.as_millis(),
+            args.max_p99_ms
+        ));
     }
     let figures = json!({
         "namespaces": n,

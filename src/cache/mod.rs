@@ -12,6 +12,7 @@
 //! [`watch`] has the watches that fill these caches and tell the controller what changed;
 //! [`stores`] the caches as the reconcile reads them.
 
+pub mod refusals;
 pub mod stores;
 pub mod watch;
 

@@ -7,7 +7,11 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use std::sync::Arc;
+
+use super::refusals::Refusals;
 use super::{Cached, CachedNamespace, Guarded};
+use crate::allocator::Amounts;
 use crate::api::{POLICY_LABEL, is_managed};
 use crate::diff::LiveIndex;
 use crate::resources::{Kind, Live, ManagedResource, ObjectKey, Owner, live_of_class};
@@ -21,6 +25,8 @@ pub struct Stores {
     pub pdbs: Store<Cached<PodDisruptionBudget>>,
     /// Every StorageClass of the cluster (few): the allow-list caps those not allowed.
     pub storage_classes: Store<StorageClass>,
+    /// Requests quota admission refused lately, as controllers reported them.
+    pub refusals: Arc<Refusals>,
 }
 
 /// The class cache holds every class; only those labelled managed-by=tenantry are ours.
@@ -72,6 +78,11 @@ impl LiveIndex for Stores {
             }
         }
         keys
+    }
+
+    fn refused(&self, key: &ObjectKey) -> Amounts {
+        self.refusals
+            .recent(&key.namespace, &key.name, std::time::Instant::now())
     }
 
     fn quota_status(&self, key: &ObjectKey) -> Option<serde_json::Value> {

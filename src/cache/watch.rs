@@ -12,7 +12,10 @@ use std::fmt::Debug;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::time::Instant;
+
 use futures::{Stream, StreamExt, TryStreamExt, future};
+use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -21,6 +24,7 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::refusals::Refusals;
 use super::{Cached, Compact, Guarded, summarise, worth_a_reconcile};
 use crate::fingerprint::fingerprint;
 use crate::resources::{ManagedResource, spec_fingerprint, storage_class};
@@ -229,6 +233,36 @@ pub fn trigger_all<K>(
         }
         future::ready(())
     })
+}
+
+/// The quota refusals controllers report (`FailedCreate` Events), recorded in `refusals`; yields
+/// (namespace, quota) for each, so the policy holding that part can make it fit.
+pub fn refusals(
+    client: &Client,
+    refusals: Arc<Refusals>,
+) -> impl Stream<Item = (String, String)> + Send + 'static {
+    let config = watcher::Config::default().fields("reason=FailedCreate");
+    watcher(Api::<Event>::all(client.clone()), config)
+        .default_backoff()
+        .filter_map(move |event| {
+            let seen = match event {
+                Ok(watcher::Event::Apply(e) | watcher::Event::InitApply(e)) => {
+                    let namespace = e.namespace().unwrap_or_default();
+                    e.message.as_deref().and_then(super::refusals::parse).map(
+                        |(quota, requested)| {
+                            refusals.record(&namespace, &quota, requested, Instant::now());
+                            (namespace, quota)
+                        },
+                    )
+                }
+                Ok(_) => None,
+                Err(e) => {
+                    warn!(error = %e, "event watch failed; retrying with backoff");
+                    None
+                }
+            };
+            future::ready(seen)
+        })
 }
 
 /// The policy a managed object's change concerns: the one named in its label.

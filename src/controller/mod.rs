@@ -12,6 +12,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
 use kube::runtime::events::Reporter;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
@@ -20,8 +21,9 @@ use tracing::{info, warn};
 use crate::api::MANAGED_SELECTOR;
 use crate::api::SharedQuotaStatus;
 use crate::apply::Writer;
+use crate::cache::refusals::Refusals;
 use crate::cache::watch::{self, CachesGone, Synced};
-use crate::cache::{Guarded, Stores};
+use crate::cache::{Cached, Guarded, Stores};
 use crate::leader::Leadership;
 use crate::metrics::{ErrorLabels, KindLabels, Metrics, SharedQuotaLabels};
 use crate::resources::Kind;
@@ -180,6 +182,13 @@ pub async fn run(
     ));
     drop(all_tx);
 
+    // A refused request in a shared budget's part: the policy holding it makes it fit.
+    let refusals = Arc::new(Refusals::default());
+    let quotas_for_refusals: Store<Cached<ResourceQuota>> = quotas.clone();
+    let refused = watch::refusals(&client, refusals.clone()).filter_map(move |(ns, quota)| {
+        let part = quotas_for_refusals.get(&ObjectRef::new(&quota).within(&ns));
+        future::ready(part.and_then(|q| q.policy().map(ObjectRef::new)))
+    });
     let stores = Stores {
         policies: policies.clone(),
         namespaces,
@@ -187,6 +196,7 @@ pub async fn run(
         quotas,
         pdbs,
         storage_classes,
+        refusals,
     };
     let reporter = Reporter {
         controller: "tenantry".into(),
@@ -218,6 +228,7 @@ pub async fn run(
         .reconcile_on(limit_range_changes.filter_map(watch::policy_of))
         .reconcile_on(quota_changes.filter_map(watch::policy_of))
         .reconcile_on(pdb_changes.filter_map(watch::policy_of))
+        .reconcile_on(refused)
         .reconcile_all_on(coalesced(all_rx))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)

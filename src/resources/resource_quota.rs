@@ -1,23 +1,41 @@
 //! ResourceQuota: `hard`, `scopes` and `scopeSelector` as declared.
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ScopeSelector;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::{Map, Value};
 
 use super::normalize_quantity_map;
-use crate::api::ResourceQuotaTemplate;
+use crate::api::{QuotaScope, ResourceQuotaTemplate};
 
 pub fn build(template: &ResourceQuotaTemplate) -> Value {
+    spec(
+        &template.hard,
+        &template.scopes,
+        template.scope_selector.as_ref(),
+    )
+}
+
+/// A ResourceQuota spec: `hard`, and the scopes and scope selector when set (also the spec of a
+/// shared budget's part).
+pub fn spec(
+    hard: &BTreeMap<String, Quantity>,
+    scopes: &[QuotaScope],
+    scope_selector: Option<&ScopeSelector>,
+) -> Value {
     let mut spec = Map::new();
     spec.insert(
         "hard".into(),
-        serde_json::to_value(&template.hard).expect("hard serializes"),
+        serde_json::to_value(hard).expect("hard serializes"),
     );
-    if !template.scopes.is_empty() {
+    if !scopes.is_empty() {
         spec.insert(
             "scopes".into(),
-            serde_json::to_value(&template.scopes).expect("scopes serialize"),
+            serde_json::to_value(scopes).expect("scopes serialize"),
         );
     }
-    if let Some(selector) = &template.scope_selector {
+    if let Some(selector) = scope_selector {
         spec.insert(
             "scopeSelector".into(),
             serde_json::to_value(selector).expect("selector serializes"),

@@ -3,7 +3,7 @@
 //! part for a given size, and a live quota seen as the allocator's [`Part`].
 
 use k8s_openapi::api::core::v1::ResourceQuota;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::allocator::{self, Amounts, Part};
 use crate::api::SharedQuotaTemplate;
@@ -11,24 +11,11 @@ use crate::api::SharedQuotaTemplate;
 /// The spec of a part of `template`'s budget holding `hard`: the item's scopes and scope
 /// selector apply to every part.
 pub fn build(template: &SharedQuotaTemplate, hard: &Amounts) -> Value {
-    let mut spec = Map::new();
-    spec.insert(
-        "hard".into(),
-        serde_json::to_value(allocator::quantities(hard)).expect("hard serializes"),
-    );
-    if !template.scopes.is_empty() {
-        spec.insert(
-            "scopes".into(),
-            serde_json::to_value(&template.scopes).expect("scopes serialize"),
-        );
-    }
-    if let Some(selector) = &template.scope_selector {
-        spec.insert(
-            "scopeSelector".into(),
-            serde_json::to_value(selector).expect("selector serializes"),
-        );
-    }
-    Value::Object(spec)
+    super::resource_quota::spec(
+        &allocator::quantities(hard),
+        &template.scopes,
+        template.scope_selector.as_ref(),
+    )
 }
 
 /// A live part as the allocator sees it. Needs the quota's status (`hard` and `used`), which

@@ -408,14 +408,25 @@ impl TestPolicy {
         .await
     }
 
-    /// Replaces the spec (read, modify, replace: a new generation).
+    /// Replaces the spec (read, modify, replace: a new generation). The controller writes the
+    /// status and finalizer meanwhile, so a conflict is read again and retried, as kubectl does.
     pub async fn set_spec(&self, client: &Client, spec: serde_json::Value) {
         let api = Api::<tenantry::api::TenantPolicy>::all(client.clone());
-        let mut policy = api.get(&self.name).await.expect("get policy");
-        policy.spec = serde_json::from_value(spec).expect("a valid spec");
-        api.replace(&self.name, &PostParams::default(), &policy)
-            .await
-            .expect("replace policy");
+        let spec: tenantry::api::TenantPolicySpec =
+            serde_json::from_value(spec).expect("a valid spec");
+        for _ in 0..20 {
+            let mut policy = api.get(&self.name).await.expect("get policy");
+            policy.spec = spec.clone();
+            match api
+                .replace(&self.name, &PostParams::default(), &policy)
+                .await
+            {
+                Ok(_) => return,
+                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(e) => panic!("replace policy: {e}"),
+            }
+        }
+        panic!("replace policy {}: conflicts 20 times in a row", self.name);
     }
 }
 
