@@ -16,6 +16,7 @@ use crate::allocator::{self, Allocation, Amounts, Part, Write};
 use crate::api::{SHARED_QUOTA_LABEL, SharedQuotaStatus, SharedQuotaTemplate, TenantPolicySpec};
 use crate::diff::LiveIndex;
 use crate::resources::{Desired, Kind, ObjectKey, Owner, shared_quota};
+use crate::select::Assignment;
 
 /// What the allocator remembers, per `spec.sharedQuotas` item name.
 pub type Memories = BTreeMap<String, allocator::Memory>;
@@ -60,6 +61,22 @@ pub fn plan<L: LiveIndex + ?Sized>(
             .push(allocation.usage.to_status(&item.name, &budget));
         *memory = allocation.memory;
     }
+    budgets
+}
+
+/// The step as the controller and `tenantry plan` both run it: the parts of every budget of
+/// `spec`, among the namespaces where `assignment` wins sharedQuotas, join its desired objects.
+/// Returns the budgets' states (their `desired` moved into the assignment).
+pub fn add_parts<L: LiveIndex + ?Sized>(
+    owner: &Owner,
+    spec: &TenantPolicySpec,
+    assignment: &mut Assignment,
+    live: &L,
+    memories: &mut Memories,
+) -> Budgets {
+    let namespaces = &assignment.shared_namespaces;
+    let mut budgets = plan(owner, spec, namespaces, live, memories);
+    assignment.desired.append(&mut budgets.desired);
     budgets
 }
 

@@ -58,10 +58,9 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeu
     }
     let mut assignment = select_for(&policy, &ctx.stores);
     let budgets = memory.budgets(|memories| {
-        let namespaces = &assignment.shared_namespaces;
-        shared_quotas::plan(&owner, &policy.spec, namespaces, &ctx.stores, memories)
+        let live = &ctx.stores;
+        shared_quotas::add_parts(&owner, &policy.spec, &mut assignment, live, memories)
     });
-    assignment.desired.extend(budgets.desired);
     // Whatever the API server would refuse in the built objects, found before any namespace is
     // touched: once per generation.
     if !memory.is_validated(generation, policy.status.as_ref()) {
