@@ -224,8 +224,7 @@ pub fn compute(
             .expect("a candidate")
             .1;
         let owner = owner_of(policy, uid(me.name).as_deref());
-        let (assignment, mut changes) =
-            changes_for(me, &after_candidates, &owner, policy, cluster);
+        let (assignment, mut changes) = changes_for(me, &after_candidates, &owner, policy, cluster);
         let is_planned = planned_names.contains(me.name);
         if !is_planned {
             // Only what the planned policies cause: drop what this policy would do anyway.
@@ -553,14 +552,24 @@ mod tests {
         let cluster = |parts: Vec<(Live, Value)>, policies: Vec<TenantPolicy>| ClusterState {
             policies,
             namespaces: vec![namespace("a"), namespace("b")],
-            quota_status: parts.iter().map(|(l, s)| (l.key.clone(), s.clone())).collect(),
+            quota_status: parts
+                .iter()
+                .map(|(l, s)| (l.key.clone(), s.clone()))
+                .collect(),
             live: parts.into_iter().map(|(l, _)| l).collect(),
             classes: BTreeSet::new(),
         };
         // A new policy: a part per namespace, created at zero (sized once its use is known).
         let empty = cluster(vec![], vec![]);
         let plans = compute(&[policy("team", "", shared("20"))], &empty).unwrap();
-        let create = |ns: &str| ("create".into(), ns.into(), "ResourceQuota/budget".into(), None);
+        let create = |ns: &str| {
+            (
+                "create".into(),
+                ns.into(),
+                "ResourceQuota/budget".into(),
+                None,
+            )
+        };
         assert_eq!(listed(&plans), vec![create("a"), create("b")]);
         assert!(render(&plans).contains("create   ResourceQuota/budget"));
 
@@ -572,13 +581,22 @@ mod tests {
             vec![live_policy.clone()],
         );
         let unchanged = compute(&[live_policy], &converged).unwrap();
-        assert_eq!(listed(&unchanged), vec![], "a converged budget plans nothing");
+        assert_eq!(
+            listed(&unchanged),
+            vec![],
+            "a converged budget plans nothing"
+        );
         // Raised to 40: a's headroom of 3 is below half the new target of 10 (40/4), so a grows
         // to its use + 10; b's 5 is not below half of it: b is left alone.
         let raised = compute(&[policy("team", "uid-team", shared("40"))], &converged).unwrap();
         let update = |ns: &str, pods: &str| {
             let diff = Some(json!({"hard": {"pods": pods}}));
-            ("update".into(), ns.into(), "ResourceQuota/budget".into(), diff)
+            (
+                "update".into(),
+                ns.into(),
+                "ResourceQuota/budget".into(),
+                diff,
+            )
         };
         assert_eq!(listed(&raised), vec![update("a", "12")]);
         // Lowered to 6: the parts (10) exceed it; the largest surplus above use + target (1) is
