@@ -163,12 +163,19 @@ up() {
   wait_for "etcd health" 60 curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$etcd_port/health"
 
   # Audit only what Tenantry's own service account does: the RBAC test reads it to prove that
-  # every verb in the ClusterRole is used.
+  # every verb in the ClusterRole is used; the adoption test reads the bodies of its patches to
+  # governed kinds, to see the uid and resourceVersion they are guarded by.
   cat > "$state/audit-policy.yaml" <<AUDIT
 apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
+  - level: Request
+    users: ["system:serviceaccount:tenantry-system:tenantry"]
+    verbs: [patch]
+    resources:
+      - {group: "", resources: [limitranges, resourcequotas]}
+      - {group: policy, resources: [poddisruptionbudgets]}
   - level: Metadata
     users: ["system:serviceaccount:tenantry-system:tenantry"]
   - level: None

@@ -5,7 +5,9 @@
 //! leader election itself (`leader.rs`), whose Lease write is what leadership is.
 //!
 //! Creation is a POST, never an apply: a POST fails when an object of that name exists, so an
-//! object Tenantry does not own is never adopted, even if it appeared after the cache last looked.
+//! object Tenantry does not own is never taken by accident, even if it appeared after the cache
+//! last looked. Such an object is read and adopted only as `spec.adoptionPolicy` allows
+//! ([`crate::adoption::decide`]), by a merge patch guarded by the uid and resourceVersion read.
 //! Updates carry the live uid (apply) or resourceVersion (merge patch, delete) as a precondition,
 //! so they never land on an object other than the one the diff saw.
 
@@ -26,8 +28,10 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use tracing::warn;
 
+use crate::adoption::{self, Decision, Existing};
 use crate::api::{
-    FIELD_MANAGER, Failure, FailureReason, TenantPolicy, TenantPolicyStatus, is_managed,
+    AdoptionPolicy, FIELD_MANAGER, Failure, FailureReason, TenantPolicy, TenantPolicyStatus,
+    is_managed,
 };
 use crate::diff::{Action, Drift};
 use crate::leader::Leadership;
@@ -38,11 +42,35 @@ use crate::resources::{Desired, Kind, Live, ObjectKey, Owner, policy_field};
 /// Finalizer that lets Tenantry carry out deletionPolicy before a policy goes.
 pub const FINALIZER: &str = "tenantry.io/cleanup";
 
+/// Where the dry run places the namespaced objects a policy builds: `default`, because the API
+/// server itself keeps it in existence in every cluster (deleted, it is created anew), whereas
+/// `tenantry-system` exists only where Tenantry was installed by its manifests, not where it runs
+/// from a laptop or another namespace. A dry run stores nothing, so nothing lands there.
+pub const DRY_RUN_NAMESPACE: &str = "default";
+
 /// How long an object found not owned is reported from memory before it is looked at again.
 pub const NOT_OWNED_RECHECK: Duration = Duration::from_secs(20);
 
-/// Objects found to exist without Tenantry's labels, and when that was last checked.
-pub type NotOwned = Mutex<HashMap<ObjectKey, Instant>>;
+/// Objects found to exist without Tenantry's labels and not adopted: when that was last
+/// checked, and what it was judged against (a new adoptionPolicy or spec is judged anew at once).
+pub type NotOwned = Mutex<HashMap<ObjectKey, NotOwnedEntry>>;
+
+#[derive(Clone, Debug)]
+pub struct NotOwnedEntry {
+    pub checked: Instant,
+    pub adoption: AdoptionPolicy,
+    /// The fingerprint of the declared spec it was judged against.
+    pub fingerprint: u64,
+    /// Why it was not adopted (kept so the failure reads the same until it is looked at again).
+    pub why: String,
+}
+
+/// How the writer treats existing objects of declared names it does not own.
+#[derive(Clone, Copy, Debug)]
+pub struct Taking<'a> {
+    pub adoption: AdoptionPolicy,
+    pub memory: &'a NotOwned,
+}
 
 /// What became of one action.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,6 +85,12 @@ pub enum Outcome {
         key: ObjectKey,
         changed: Vec<&'static str>,
     },
+    /// An existing object of a declared name taken under the policy (adoptionPolicy), with the
+    /// declared fields its spec had to change to (none when it was already as declared).
+    Adopted {
+        key: ObjectKey,
+        changed: Vec<String>,
+    },
     Deleted(ObjectKey),
     Released(ObjectKey),
     /// Not done yet, nothing wrong: the cache is behind, or the object changed under us.
@@ -68,7 +102,9 @@ pub enum Outcome {
 impl Outcome {
     pub fn key(&self) -> Option<&ObjectKey> {
         match self {
-            Outcome::Written { key, .. } | Outcome::Recreated { key, .. } => Some(key),
+            Outcome::Written { key, .. }
+            | Outcome::Recreated { key, .. }
+            | Outcome::Adopted { key, .. } => Some(key),
             Outcome::Deleted(key) | Outcome::Released(key) | Outcome::Retry(key) => Some(key),
             Outcome::Failed(_) => None,
         }
@@ -102,12 +138,12 @@ fn failure(key: &ObjectKey, reason: FailureReason, message: impl Into<String>) -
     }))
 }
 
-fn not_owned(key: &ObjectKey) -> Outcome {
+fn not_owned(key: &ObjectKey, why: &str) -> Outcome {
     failure(
         key,
         FailureReason::NotOwned,
         format!(
-            "a {} of this name exists without Tenantry's labels and owner; it is left untouched",
+            "a {} of this name exists without Tenantry's labels and owner; it is left untouched (not adopted: {why})",
             key.kind
         ),
     )
@@ -182,16 +218,16 @@ impl Writer {
         &self,
         owner: &Owner,
         actions: Vec<Action>,
-        memory: &NotOwned,
+        taking: Taking<'_>,
     ) -> Vec<Outcome> {
         futures::stream::iter(actions)
-            .map(|action| self.one(owner, action, memory))
+            .map(|action| self.one(owner, action, taking))
             .buffer_unordered(self.concurrency)
             .collect()
             .await
     }
 
-    async fn one(&self, owner: &Owner, action: Action, memory: &NotOwned) -> Outcome {
+    async fn one(&self, owner: &Owner, action: Action, taking: Taking<'_>) -> Outcome {
         let key = action.key().clone();
         if !self.may_write() {
             return Outcome::Retry(key);
@@ -200,20 +236,27 @@ impl Writer {
         let kind = key.kind.as_str();
         match action {
             Action::Create { desired, drift } => {
-                let last_check = memory.lock().expect("not poisoned").get(&key).copied();
-                if let Some(checked) = last_check {
-                    if checked.elapsed() < NOT_OWNED_RECHECK {
-                        return not_owned(&key);
+                let last_check = taking
+                    .memory
+                    .lock()
+                    .expect("not poisoned")
+                    .get(&key)
+                    .cloned();
+                if let Some(entry) = last_check {
+                    let same_judgement = entry.adoption == taking.adoption
+                        && entry.fingerprint == desired.fingerprint;
+                    if same_judgement && entry.checked.elapsed() < NOT_OWNED_RECHECK {
+                        return not_owned(&key, &entry.why);
                     }
-                    match self.existing(&api, &key, memory).await {
+                    match self.existing(&api, &desired, owner, taking).await {
                         Ok(Some(outcome)) => return outcome,
                         Ok(None) => {
-                            memory.lock().expect("not poisoned").remove(&key);
+                            taking.memory.lock().expect("not poisoned").remove(&key);
                         }
                         Err(e) => return classify(&key, e),
                     }
                 }
-                match self.create(&api, &desired, owner, memory).await {
+                match self.create(&api, &desired, owner, taking).await {
                     Ok(()) => Outcome::Written { key, drift },
                     Err(outcome) => outcome,
                 }
@@ -226,7 +269,7 @@ impl Writer {
                 if let Err(outcome) = self.delete(&api, &live).await {
                     return outcome;
                 }
-                match self.create(&api, &desired, owner, memory).await {
+                match self.create(&api, &desired, owner, taking).await {
                     Ok(()) => Outcome::Recreated { key, changed },
                     Err(outcome) => outcome,
                 }
@@ -263,13 +306,14 @@ impl Writer {
         }
     }
 
-    /// POST: fails when an object of that name exists, which is then looked at (not ours: reported).
+    /// POST: fails when an object of that name exists, which is then looked at (adopted or
+    /// reported).
     async fn create(
         &self,
         api: &Api<DynamicObject>,
         desired: &Desired,
         owner: &Owner,
-        memory: &NotOwned,
+        taking: Taking<'_>,
     ) -> Result<(), Outcome> {
         let key = &desired.key;
         self.metrics.count_write("create", key.kind.as_str());
@@ -283,7 +327,7 @@ impl Writer {
         {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
-                Err(match self.existing(api, key, memory).await {
+                Err(match self.existing(api, desired, owner, taking).await {
                     Ok(Some(outcome)) => outcome,
                     Ok(None) => Outcome::Retry(key.clone()), // deleted meanwhile: try again
                     Err(e) => classify(key, e),
@@ -310,26 +354,55 @@ impl Writer {
         }
     }
 
-    /// What an existing object of this name means: not Tenantry's (reported, and remembered so it
-    /// is not looked at again before NOT_OWNED_RECHECK), or ours with the cache behind (retry);
-    /// `None` when there is none.
+    /// What an existing object of this name means: Tenantry's with the cache behind (retry, and
+    /// overlaps decide, never adoption); not Tenantry's: adopted as `spec.adoptionPolicy` allows
+    /// (a merge patch guarded by the uid and resourceVersion just read), or reported and
+    /// remembered so it is not looked at again before NOT_OWNED_RECHECK. `None` when there is none.
     async fn existing(
         &self,
         api: &Api<DynamicObject>,
-        key: &ObjectKey,
-        memory: &NotOwned,
+        desired: &Desired,
+        owner: &Owner,
+        taking: Taking<'_>,
     ) -> Result<Option<Outcome>, kube::Error> {
-        Ok(api.get_opt(&key.name).await?.map(|existing| {
-            if is_tenantry_managed(&existing) {
-                Outcome::Retry(key.clone())
-            } else {
+        let key = &desired.key;
+        let Some(object) = api.get_opt(&key.name).await? else {
+            return Ok(None);
+        };
+        if is_tenantry_managed(&object) {
+            return Ok(Some(Outcome::Retry(key.clone())));
+        }
+        let decision = match Existing::of(key.kind, &object) {
+            Some(existing) => adoption::decide(taking.adoption, desired, &existing, owner),
+            None => Decision::Refuse(format!("it does not read as a {}", key.kind)),
+        };
+        let memory = taking.memory;
+        match decision {
+            Decision::Adopt { patch, changed } => {
+                memory.lock().expect("not poisoned").remove(key);
+                Ok(Some(match self.merge_patch(api, key, patch).await {
+                    Ok(()) => Outcome::Adopted {
+                        key: key.clone(),
+                        changed,
+                    },
+                    Err(e) => classify(key, e),
+                }))
+            }
+            Decision::Refuse(why) => {
+                let outcome = not_owned(key, &why);
+                let entry = NotOwnedEntry {
+                    checked: Instant::now(),
+                    adoption: taking.adoption,
+                    fingerprint: desired.fingerprint,
+                    why,
+                };
                 memory
                     .lock()
                     .expect("not poisoned")
-                    .insert(key.clone(), Instant::now());
-                not_owned(key)
+                    .insert(key.clone(), entry);
+                Ok(Some(outcome))
             }
-        }))
+        }
     }
 
     /// A JSON merge patch as field manager `tenantry` (the patch carries its own precondition).
@@ -349,9 +422,10 @@ impl Writer {
             .map(|_| ())
     }
 
-    /// Server-side dry run of each distinct object the policy builds (in one namespace each), so
-    /// that anything the API server would refuse is found before any namespace is touched.
-    /// Returns the refusal, naming the policy field it comes from.
+    /// Server-side dry run of each distinct object the policy builds (namespaced ones in
+    /// [`DRY_RUN_NAMESPACE`]: see [`crate::resources::templates`]), so that anything the API
+    /// server would refuse is found before any namespace is touched, and also when none is
+    /// selected. Returns the refusal, naming the policy field it comes from.
     pub async fn dry_run(&self, owner: &Owner, desired: &[Desired]) -> Result<(), String> {
         let mut seen = std::collections::HashSet::new();
         for d in desired

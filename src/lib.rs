@@ -10,7 +10,8 @@
 //!                of shared budgets with the allocator
 //!   -> diff      desired against cached live state: the writes, none when converged
 //!   -> apply     the writer, the one module that writes (objects, status, finalizer, Events,
-//!                dry runs), fenced by leadership (leader.rs, whose Lease is the only other write)
+//!                dry runs), fenced by leadership (leader.rs, whose Lease is the only other write);
+//!                an existing object of a declared name is adopted as `adoption` decides
 //!   -> report    outcomes -> the status summary, Events as data, when to look again
 //!   -> status    the summary -> kstatus conditions and counts
 //! ```
@@ -19,6 +20,7 @@
 //! `controller::reconcile`) are pure, and unit-tested without a client. `cli` holds the
 //! `plan` and `audit` commands.
 
+pub mod adoption;
 pub mod allocator;
 pub mod api;
 pub mod apply;

@@ -127,6 +127,7 @@ struct Sorted<'a> {
     applied: Vec<&'a ObjectKey>,
     corrected: Vec<(&'a ObjectKey, &'a Drift)>,
     recreated: Vec<(&'a ObjectKey, &'a [&'static str])>,
+    adopted: Vec<(&'a ObjectKey, &'a [String])>,
     pruned: usize,
     released: usize,
     retry: bool,
@@ -155,6 +156,10 @@ fn sort<'a>(facts: &Facts<'a>, summary: &mut Summary, converged: &mut HashSet<u6
                 converged.insert(key.fingerprint());
                 sorted.recreated.push((key, changed));
             }
+            Outcome::Adopted { key, changed } => {
+                converged.insert(key.fingerprint());
+                sorted.adopted.push((key, changed));
+            }
             Outcome::Deleted(_) => sorted.pruned += 1,
             Outcome::Released(_) => sorted.released += 1,
             Outcome::Retry(key) => {
@@ -178,10 +183,39 @@ fn sort<'a>(facts: &Facts<'a>, summary: &mut Summary, converged: &mut HashSet<u6
     sorted
 }
 
-/// The Events about what was written: drift undone, classes recreated, objects applied, pruned
-/// and released.
-fn write_events(sorted: &Sorted) -> Vec<EventNote> {
+/// "adopted 2 existing objects: a/ResourceQuota/compute (changed spec.hard.cpu),
+/// b/ResourceQuota/compute (already as declared)": one Event for all of them, bounded.
+fn adopted_event(adopted: &mut [(&ObjectKey, &[String])]) -> Option<EventNote> {
+    if adopted.is_empty() {
+        return None;
+    }
+    // Writes finish in any order: the note names the objects in key order.
+    adopted.sort_unstable_by_key(|&(key, _)| key);
+    let objects = listing(adopted.iter().map(|&(key, changed)| {
+        if changed.is_empty() {
+            format!("{key} (already as declared)")
+        } else {
+            format!("{key} (changed {})", listing(changed))
+        }
+    }));
+    let note = format!(
+        "adopted {} existing {}: {objects}",
+        message::count(adopted.len()),
+        if adopted.len() == 1 {
+            "object"
+        } else {
+            "objects"
+        }
+    );
+    let single = (adopted.len() == 1).then(|| adopted[0].0);
+    Some(EventNote::new(Severity::Normal, "Adopted", note).about(single))
+}
+
+/// The Events about what was written: drift undone, classes recreated, objects adopted, applied,
+/// pruned and released.
+fn write_events(sorted: &mut Sorted) -> Vec<EventNote> {
     let mut events = Vec::new();
+    events.extend(adopted_event(&mut sorted.adopted));
     if !sorted.corrected.is_empty() {
         let objects = listing(sorted.corrected.iter().map(|&(k, d)| {
             let how = match (&d.changed_by, d.deleted) {
@@ -322,8 +356,8 @@ pub fn report(facts: Facts, reported: &mut Reported) -> Report {
         ..Default::default()
     };
     let mut converged: HashSet<u64> = facts.converged.iter().copied().collect();
-    let sorted = sort(&facts, &mut summary, &mut converged);
-    let mut events = write_events(&sorted);
+    let mut sorted = sort(&facts, &mut summary, &mut converged);
+    let mut events = write_events(&mut sorted);
     events.extend(news_events(&summary, reported));
     events.extend(exhausted_events(&summary.shared_quotas, reported));
     let drift_corrected = sorted.corrected.iter().map(|(k, _)| k.kind).collect();
@@ -491,7 +525,9 @@ mod tests {
         let (status, reason, message) = ready(&first);
         assert_eq!((status.as_str(), reason.as_str()), ("True", "Shadowed"));
         assert!(
-            message.contains("won by higher-precedence policies: team-mia"),
+            message.contains(
+                "the ResourceQuota kind in 1 namespace won by a higher-precedence policy: team-mia"
+            ),
             "{message}"
         );
         let mut again = facts(&["a"], &[]);
@@ -560,6 +596,39 @@ mod tests {
         let single = [outcomes[0].clone()];
         let one = super::report(facts(&["a"], &single), &mut Reported::default());
         assert_eq!(one.events[0].related, Some(drifted));
+    }
+
+    #[test]
+    fn adoptions_are_one_normal_event_naming_the_objects_and_the_fields_changed() {
+        let changed = key("a", Kind::ResourceQuota, "compute");
+        let outcomes = [
+            Outcome::Adopted {
+                key: key("b", Kind::ResourceQuota, "compute"),
+                changed: Vec::new(),
+            },
+            Outcome::Adopted {
+                key: changed.clone(),
+                changed: vec!["spec.hard.cpu".into(), "spec.hard.pods".into()],
+            },
+        ];
+        let report = report(facts(&["a", "b"], &outcomes), &mut Reported::default());
+        assert_eq!(reasons(&report), ["Adopted"]);
+        let event = &report.events[0];
+        assert_eq!(event.severity, Severity::Normal);
+        assert_eq!(
+            event.note,
+            "adopted 2 existing objects: a/ResourceQuota/compute (changed spec.hard.cpu, spec.hard.pods), b/ResourceQuota/compute (already as declared)"
+        );
+        assert_eq!(report.converged.len(), 2, "adopted objects are as declared");
+        assert_eq!(ready(&report).1, "Reconciled");
+        let single = [outcomes[1].clone()];
+        let one = super::report(facts(&["a"], &single), &mut Reported::default());
+        assert!(
+            one.events[0]
+                .note
+                .starts_with("adopted 1 existing object: ")
+        );
+        assert_eq!(one.events[0].related, Some(changed));
     }
 
     #[test]

@@ -110,6 +110,14 @@ pub struct TenantPolicySpec {
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
+    /// What happens to an existing object of a declared name that lacks Tenantry's labels (made
+    /// by hand before the namespace was governed): Never leaves it untouched and reports it
+    /// (NotOwned); IfIdentical takes it over when its spec already equals the declared one;
+    /// Always takes it over and makes it as declared. Objects of other TenantPolicies are decided
+    /// by priority, never adopted; objects controlled by another controller are never adopted.
+    #[serde(default)]
+    pub adoption_policy: AdoptionPolicy,
+
     /// Each item becomes one LimitRange of that name in every selected namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
@@ -150,6 +158,19 @@ pub enum DeletionPolicy {
     Delete,
     /// Managed objects are kept, with Tenantry's labels and ownerReference removed.
     Retain,
+}
+
+/// What happens to an existing object of a declared name that lacks Tenantry's labels.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum AdoptionPolicy {
+    /// It is left untouched and reported (NotOwned).
+    #[default]
+    Never,
+    /// It is adopted (Tenantry's labels and ownerReference added) when its spec equals the
+    /// declared one, otherwise left untouched and reported.
+    IfIdentical,
+    /// It is adopted and made as declared, with an Adopted Event naming the fields changed.
+    Always,
 }
 
 /// One LimitRange to keep in every selected namespace.

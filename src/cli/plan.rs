@@ -14,7 +14,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Output;
-use crate::api::{SHARED_QUOTA_LABEL, TenantPolicy};
+use crate::adoption::{self, Decision, Existing};
+use crate::api::{AdoptionPolicy, SHARED_QUOTA_LABEL, TenantPolicy};
 use crate::apply::Writer;
 use crate::diff::{self, Action, LiveIndex};
 use crate::leader::Leadership;
@@ -27,7 +28,9 @@ use crate::{shared_quotas, validate};
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Change {
-    /// create, update, recreate (a StorageClass's immutable fields), delete or release.
+    /// create, adopt (an existing object of the name taken over, `spec.adoptionPolicy`),
+    /// untouched (one that exists and is not adopted: the policy will report it NotOwned),
+    /// update, recreate (a StorageClass's immutable fields), delete or release.
     pub action: String,
     pub namespace: String,
     pub kind: String,
@@ -38,6 +41,9 @@ pub struct Change {
     /// For updates of another policy's object: the policy it is taken over from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub takes_over_from: Option<String>,
+    /// For objects left untouched: why they are not adopted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What one policy would do.
@@ -64,6 +70,9 @@ pub struct ClusterState<'a> {
     pub quota_status: BTreeMap<ObjectKey, Value>,
     /// Names of the cluster's StorageClasses.
     pub classes: BTreeSet<String>,
+    /// Objects of the names the planned policies declare that lack Tenantry's labels (what
+    /// adoption would take or leave).
+    pub unmanaged: Vec<Existing>,
 }
 
 /// The cluster as the diff and the allocator see it, like the controller's caches.
@@ -116,7 +125,7 @@ fn changes_for(
         &HashSet::new(),
     )
     .actions;
-    let changes = changes_of(&actions, &cluster.live, me.name);
+    let changes = changes_of(&actions, cluster, owner, policy.spec.adoption_policy);
     (assignment, changes)
 }
 
@@ -135,13 +144,49 @@ fn owner_of(policy: &TenantPolicy, live_uid: Option<&str>) -> Owner {
     }
 }
 
-fn changes_of(actions: &[Action], live: &[Live], policy: &str) -> Vec<Change> {
+/// A creation as it would turn out: a plain create, or, where an object of the name exists
+/// without Tenantry's labels, its adoption (with the spec patch, when it changes) or a refusal.
+fn creation(
+    desired: &crate::resources::Desired,
+    cluster: &ClusterState,
+    owner: &Owner,
+    adoption: AdoptionPolicy,
+) -> (&'static str, Option<Value>, Option<String>) {
+    let Some(existing) = cluster.unmanaged.iter().find(|e| e.live.key == desired.key) else {
+        return ("create", None, None);
+    };
+    match adoption::decide(adoption, desired, existing, owner) {
+        Decision::Adopt { changed, .. } => {
+            let patch =
+                (!changed.is_empty()).then(|| diff::spec_patch(desired, &existing.live.spec));
+            ("adopt", patch, None)
+        }
+        Decision::Refuse(why) => (
+            "untouched",
+            None,
+            Some(format!("exists, not adopted: {why}")),
+        ),
+    }
+}
+
+fn changes_of(
+    actions: &[Action],
+    cluster: &ClusterState,
+    owner: &Owner,
+    adoption: AdoptionPolicy,
+) -> Vec<Change> {
+    let (live, policy) = (cluster.live.as_slice(), owner.name.as_str());
     let mut changes: Vec<Change> = actions
         .iter()
         .map(|a| {
             let key = a.key();
+            let mut reason = None;
             let (action, diff, takes_over_from) = match a {
-                Action::Create { .. } => ("create", None, None),
+                Action::Create { desired, .. } => {
+                    let (verb, patch, why) = creation(desired, cluster, owner, adoption);
+                    reason = why;
+                    (verb, patch, None)
+                }
                 Action::Apply { desired, .. }
                 | Action::Replace { desired, .. }
                 | Action::Recreate { desired, .. } => {
@@ -166,6 +211,7 @@ fn changes_of(actions: &[Action], live: &[Live], policy: &str) -> Vec<Change> {
                 name: key.name.clone(),
                 diff: diff.filter(|d| d.as_object().is_none_or(|m| !m.is_empty())),
                 takes_over_from,
+                reason,
             }
         })
         .collect();
@@ -288,6 +334,9 @@ pub fn render(plans: &[PolicyPlan]) -> String {
                 if let Some(from) = &c.takes_over_from {
                     line.push_str(&format!(" (taken over from {from})"));
                 }
+                if let Some(reason) = &c.reason {
+                    line.push_str(&format!(" ({reason})"));
+                }
                 if let Some(diff) = &c.diff {
                     line.push_str(&format!("  {diff}"));
                 }
@@ -375,6 +424,66 @@ pub async fn read_cluster(client: &kube::Client) -> anyhow::Result<ClusterRead> 
     })
 }
 
+/// Reads the objects of the names the planned policies declare that lack Tenantry's labels, in
+/// every namespace (one list per kind and name, by field selector).
+async fn read_unmanaged(
+    client: &kube::Client,
+    planned: &[TenantPolicy],
+) -> anyhow::Result<Vec<Existing>> {
+    use crate::resources::{Kind, ManagedResource, live_of, live_of_class, templates};
+    use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use k8s_openapi::api::storage::v1::StorageClass;
+    use kube::ResourceExt;
+    use kube::api::{Api, ListParams};
+    let declared: BTreeSet<(Kind, String)> = planned
+        .iter()
+        .flat_map(|p| templates(&p.spec, &BTreeSet::new(), ""))
+        .map(|d| (d.key.kind, d.key.name))
+        .collect();
+    async fn named<K: ManagedResource>(
+        client: &kube::Client,
+        name: &str,
+    ) -> anyhow::Result<Vec<Existing>> {
+        let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
+        Ok(Api::<K>::all(client.clone())
+            .list(&by_name)
+            .await?
+            .items
+            .iter()
+            .filter(|o| !crate::api::is_managed(o.labels()))
+            .map(|o| Existing {
+                live: live_of(o),
+                finalizers: o.finalizers().to_vec(),
+            })
+            .collect())
+    }
+    let mut out = Vec::new();
+    for (kind, name) in &declared {
+        match kind {
+            Kind::LimitRange => out.extend(named::<LimitRange>(client, name).await?),
+            Kind::ResourceQuota => out.extend(named::<ResourceQuota>(client, name).await?),
+            Kind::PodDisruptionBudget => {
+                out.extend(named::<PodDisruptionBudget>(client, name).await?)
+            }
+            Kind::StorageClass => {
+                let class = Api::<StorageClass>::all(client.clone())
+                    .get_opt(name)
+                    .await?;
+                out.extend(
+                    class
+                        .filter(|c| !crate::api::is_managed(c.labels()))
+                        .map(|c| Existing {
+                            live: live_of_class(&c),
+                            finalizers: c.finalizers().to_vec(),
+                        }),
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Reads TenantPolicies from files and directories (multi-document YAML or JSON; other kinds
 /// are skipped).
 pub fn load_policies(paths: &[PathBuf]) -> anyhow::Result<Vec<TenantPolicy>> {
@@ -447,12 +556,14 @@ pub async fn run(files: &[PathBuf], output: Output) -> anyhow::Result<bool> {
             terminating: ns.metadata.deletion_timestamp.is_some(),
         })
         .collect();
+    let unmanaged = read_unmanaged(&client, &planned).await?;
     let cluster = ClusterState {
         policies: read.policies,
         namespaces,
         live: read.live,
         quota_status: read.quota_status,
         classes: read.classes,
+        unmanaged,
     };
     let plans = compute(&planned, &cluster).map_err(|e| anyhow::anyhow!(e))?;
     // ... and each object the planned policies would build.
@@ -463,21 +574,25 @@ pub async fn run(files: &[PathBuf], output: Output) -> anyhow::Result<bool> {
     Ok(plans.iter().any(|p| !p.changes.is_empty()))
 }
 
-/// The server-side dry run of every distinct object `policy` builds, alone in the cluster.
+/// The server-side dry run of every object `policy` declares, as the controller runs it (whether
+/// or not it selects a namespace).
 async fn dry_run_objects(
     writer: &Writer,
     policy: &TenantPolicy,
     cluster: &ClusterState<'_>,
 ) -> anyhow::Result<()> {
     let name = policy.metadata.name.clone().unwrap_or_default();
-    let alone = [Candidate::new(&name, &policy.spec).map_err(|e| anyhow::anyhow!(e))?];
+    let templates = crate::resources::templates(
+        &policy.spec,
+        &cluster.classes,
+        crate::apply::DRY_RUN_NAMESPACE,
+    );
     let owner = Owner {
         name: name.clone(),
         uid: "00000000-0000-0000-0000-000000000000".into(),
     };
-    let assignment = desired_for(&alone[0], &alone, &owner, cluster);
     writer
-        .dry_run(&owner, &assignment.desired)
+        .dry_run(&owner, &templates)
         .await
         .map_err(|e| anyhow::anyhow!("TenantPolicy {name}: {e}"))
 }
@@ -558,6 +673,7 @@ mod tests {
                 .collect(),
             live: parts.into_iter().map(|(l, _)| l).collect(),
             classes: BTreeSet::new(),
+            unmanaged: Vec::new(),
         };
         // A new policy: a part per namespace, created at zero (sized once its use is known).
         let empty = cluster(vec![], vec![]);
@@ -606,6 +722,89 @@ mod tests {
     }
 
     #[test]
+    fn existing_objects_without_labels_are_planned_as_adoption_policy_decides() {
+        let quota = |name: &str, pods: &str| Existing {
+            live: Live {
+                key: ObjectKey {
+                    kind: Kind::ResourceQuota,
+                    namespace: "team".into(),
+                    name: name.into(),
+                },
+                uid: format!("uid-{name}"),
+                resource_version: "3".into(),
+                labels: BTreeMap::new(),
+                owner_references: Vec::new(),
+                spec: json!({"hard": {"pods": pods}}),
+                foreign_manager: None,
+                deleting: false,
+            },
+            finalizers: Vec::new(),
+        };
+        let cluster = ClusterState {
+            policies: Vec::new(),
+            namespaces: vec![NamespaceInfo {
+                name: "team".into(),
+                labels: std::borrow::Cow::Owned(BTreeMap::new()),
+                terminating: false,
+            }],
+            live: Vec::new(),
+            quota_status: BTreeMap::new(),
+            classes: BTreeSet::new(),
+            unmanaged: vec![quota("same", "10"), quota("other", "99")],
+        };
+        let plan = |adoption: &str| {
+            let planned = policy(
+                "team",
+                "",
+                json!({"namespaces": ["team"], "adoptionPolicy": adoption, "resourceQuotas": [
+                    {"name": "same", "hard": {"pods": "10"}},
+                    {"name": "other", "hard": {"pods": "10"}},
+                    {"name": "new", "hard": {"pods": "10"}}]}),
+            );
+            let plans = compute(&[planned], &cluster).unwrap();
+            plans[0]
+                .changes
+                .iter()
+                .map(|c| (c.name.clone(), c.action.clone(), c.diff.clone()))
+                .collect::<Vec<_>>()
+        };
+        let row = |name: &str, action: &str, diff: Option<Value>| {
+            (name.to_owned(), action.to_owned(), diff)
+        };
+        assert_eq!(
+            plan("Always"),
+            [
+                row("new", "create", None),
+                row("other", "adopt", Some(json!({"hard": {"pods": "10"}}))),
+                row("same", "adopt", None),
+            ]
+        );
+        assert_eq!(
+            plan("IfIdentical"),
+            [
+                row("new", "create", None),
+                row("other", "untouched", None),
+                row("same", "adopt", None),
+            ]
+        );
+        assert_eq!(
+            plan("Never"),
+            [
+                row("new", "create", None),
+                row("other", "untouched", None),
+                row("same", "untouched", None),
+            ]
+        );
+        let text = render(&compute(&[policy("team", "", json!({"namespaces": ["team"], "resourceQuotas": [{"name": "same", "hard": {"pods": "10"}}]}))], &cluster).unwrap());
+        assert!(
+            text.contains(
+                "untouched ResourceQuota/same (exists, not adopted: adoptionPolicy Never)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn an_immutable_class_change_is_planned_as_a_recreation_and_new_classes_are_capped() {
         let live_policy = policy(
             "storage",
@@ -640,6 +839,7 @@ mod tests {
             live: vec![class],
             quota_status: BTreeMap::new(),
             classes: BTreeSet::from(["fast".to_owned(), "legacy".to_owned()]),
+            unmanaged: Vec::new(),
         };
         let planned = policy(
             "storage",

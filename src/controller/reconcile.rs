@@ -13,11 +13,11 @@ use tracing::{info, warn};
 
 use super::{Context, Error};
 use crate::api::{DeletionPolicy, TenantPolicy};
-use crate::apply::Outcome;
+use crate::apply::{DRY_RUN_NAMESPACE, NotOwned, Outcome, Taking};
 use crate::cache::{Guarded, Stores};
 use crate::diff::{self, LiveIndex};
 use crate::report::{self, EventNote, Facts, Severity};
-use crate::resources::Owner;
+use crate::resources::{Owner, templates};
 use crate::select::{self, Assignment, Candidate, NamespaceInfo};
 use crate::shared_quotas;
 use crate::status::{self, Summary};
@@ -62,9 +62,14 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeu
         shared_quotas::add_parts(&owner, &policy.spec, &mut assignment, live, memories)
     });
     // Whatever the API server would refuse in the built objects, found before any namespace is
-    // touched: once per generation.
+    // touched, whether or not one is selected: once per generation.
     if !memory.is_validated(generation, policy.status.as_ref()) {
-        if let Err(problem) = ctx.writer.dry_run(&owner, &assignment.desired).await {
+        let templates = templates(
+            &policy.spec,
+            &ctx.stores.cluster_classes(),
+            DRY_RUN_NAMESPACE,
+        );
+        if let Err(problem) = ctx.writer.dry_run(&owner, &templates).await {
             return stall_invalid(&policy, ctx, problem).await;
         }
         memory.mark_validated(generation);
@@ -82,7 +87,7 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeu
     assignment.desired = Vec::new();
     let outcomes = ctx
         .writer
-        .execute(&owner, diff.actions, &memory.not_owned)
+        .execute(&owner, diff.actions, taking(&policy, &memory.not_owned))
         .await;
     let facts = Facts {
         generation,
@@ -133,6 +138,14 @@ fn select_for(policy: &TenantPolicy, stores: &Stores) -> Assignment {
         })
         .collect();
     select::assign(me, &candidates, &namespaces, &stores.cluster_classes())
+}
+
+/// How the writer treats existing objects of declared names that Tenantry does not own.
+fn taking<'a>(policy: &TenantPolicy, memory: &'a NotOwned) -> Taking<'a> {
+    Taking {
+        adoption: policy.spec.adoption_policy,
+        memory,
+    }
 }
 
 fn declared_classes(policy: &TenantPolicy) -> Vec<String> {
@@ -234,7 +247,10 @@ async fn cleanup_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requ
         DeletionPolicy::Retain => {
             let actions = diff::release_all(&owner, &ctx.stores);
             let memory = ctx.memory.of(&owner.name);
-            let outcomes = ctx.writer.execute(&owner, actions, &memory.not_owned).await;
+            let outcomes = ctx
+                .writer
+                .execute(&owner, actions, taking(&policy, &memory.not_owned))
+                .await;
             let left = outcomes
                 .iter()
                 .filter(|o| !matches!(o, Outcome::Released(_)))

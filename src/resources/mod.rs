@@ -460,6 +460,59 @@ pub fn live_of_class(class: &StorageClass) -> Live {
     )
 }
 
+/// The uniform view of an object read untyped (the writer's look at an existing object of a
+/// declared name); `None` when it does not read as `kind`.
+pub fn live_of_dynamic(kind: Kind, object: &kube::api::DynamicObject) -> Option<Live> {
+    fn typed<K: ManagedResource>(object: &kube::api::DynamicObject) -> Option<Live> {
+        let typed: K = serde_json::from_value(serde_json::to_value(object).ok()?).ok()?;
+        Some(live_of(&typed))
+    }
+    match kind {
+        Kind::LimitRange => typed::<LimitRange>(object),
+        Kind::ResourceQuota => typed::<ResourceQuota>(object),
+        Kind::PodDisruptionBudget => typed::<PodDisruptionBudget>(object),
+        Kind::StorageClass => {
+            let class: StorageClass =
+                serde_json::from_value(serde_json::to_value(object).ok()?).ok()?;
+            Some(live_of_class(&class))
+        }
+    }
+}
+
+/// One object of each item the policy declares, in `namespace` (namespaced kinds), whatever it
+/// selects or wins: what the dry run checks, so that a policy selecting no namespace is judged too.
+pub fn templates(
+    spec: &TenantPolicySpec,
+    cluster_classes: &BTreeSet<String>,
+    namespace: &str,
+) -> Vec<Desired> {
+    let mut out: Vec<Desired> = Section::ALL
+        .into_iter()
+        .filter(|s| s.is_set_by(spec))
+        .flat_map(|s| {
+            s.build(spec, cluster_classes)
+                .into_iter()
+                .map(move |(name, built)| {
+                    let key = ObjectKey {
+                        kind: s.kind(),
+                        namespace: namespace.to_owned(),
+                        name,
+                    };
+                    Desired::of(key, built)
+                })
+        })
+        .collect();
+    out.extend(spec.storage.iter().flat_map(|s| &s.classes).map(|t| {
+        let key = ObjectKey {
+            kind: Kind::StorageClass,
+            namespace: String::new(),
+            name: t.name.clone(),
+        };
+        Desired::of(key, storage_class::build(t))
+    }));
+    out
+}
+
 fn live_from_meta(kind: Kind, meta: &ObjectMeta, spec: Value) -> Live {
     Live {
         key: ObjectKey {
@@ -500,5 +553,36 @@ pub(crate) fn normalize_quantity_map(map: &Value) -> Value {
                 .collect(),
         ),
         other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_are_one_object_per_declared_item_whatever_is_selected() {
+        let spec: TenantPolicySpec = serde_json::from_value(json!({
+            "limitRanges": [{"name": "defaults", "limits": [{"type": "Pod", "max": {"cpu": "1"}}]}],
+            "resourceQuotas": [{"name": "a", "hard": {"pods": "1"}}, {"name": "b", "hard": {"pods": "2"}}],
+            "podDisruptionBudgets": [{"name": "web", "selector": {}, "minAvailable": 1}],
+            "storage": {"classes": [{"name": "fast", "provisioner": "x.io/ssd"}], "allowedClasses": ["fast"]},
+        }))
+        .unwrap();
+        let built: Vec<String> = templates(&spec, &BTreeSet::from(["old".to_owned()]), "default")
+            .iter()
+            .map(|d| d.key.to_string())
+            .collect();
+        assert_eq!(
+            built,
+            [
+                "default/LimitRange/defaults",
+                "default/ResourceQuota/a",
+                "default/ResourceQuota/b",
+                "default/PodDisruptionBudget/web",
+                "default/ResourceQuota/tenantry-storage",
+                "StorageClass/fast",
+            ]
+        );
     }
 }

@@ -18,9 +18,9 @@ use crate::harness::{
 };
 use crate::smoke::install_crd;
 
-const SERVICE_ACCOUNT: &str = "system:serviceaccount:tenantry-system:tenantry";
+pub(crate) const SERVICE_ACCOUNT: &str = "system:serviceaccount:tenantry-system:tenantry";
 
-async fn ensure_install_namespace(client: &Client) {
+pub(crate) async fn ensure_install_namespace(client: &Client) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace =
         serde_json::from_value(json!({"metadata": {"name": "tenantry-system"}})).unwrap();
@@ -31,7 +31,7 @@ async fn ensure_install_namespace(client: &Client) {
     }
 }
 
-fn state_dir() -> PathBuf {
+pub(crate) fn state_dir() -> PathBuf {
     std::env::var_os("TENANTRY_STATE")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".tenantry"))
@@ -85,7 +85,7 @@ fn roles_have_no_wildcards_and_no_secrets() {
 }
 
 /// A kubeconfig with the tenantry service account's own token.
-fn service_account_kubeconfig() -> PathBuf {
+pub(crate) fn service_account_kubeconfig() -> PathBuf {
     let token = kubectl_ok(&[
         "create",
         "token",

@@ -18,7 +18,7 @@ use crate::harness::{
 use crate::smoke::install_crd;
 
 /// Runs `tenantry plan -f <dir> -o json`: (exit code, stdout, stderr).
-fn tenantry_plan(dir: &std::path::Path) -> (i32, String, String) {
+pub(crate) fn tenantry_plan(dir: &std::path::Path) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tenantry"))
         .args(["plan", "-f", dir.to_str().unwrap(), "-o", "json"])
         .env("KUBECONFIG", kubeconfig_path())
@@ -31,7 +31,7 @@ fn tenantry_plan(dir: &std::path::Path) -> (i32, String, String) {
     )
 }
 
-fn write_policies(dir: &std::path::Path, policies: &[Value]) {
+pub(crate) fn write_policies(dir: &std::path::Path, policies: &[Value]) {
     std::fs::create_dir_all(dir).unwrap();
     let text: Vec<String> = policies
         .iter()

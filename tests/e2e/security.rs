@@ -18,7 +18,7 @@ use crate::storage::wait_storage_caps;
 /// (user, attempt, kubectl arguments, stdin, the refusal expected in stderr)
 type Attempt<'a> = (&'a str, &'a str, Vec<&'a str>, Option<&'a str>, String);
 
-fn install_admission_policy() {
+pub(crate) fn install_admission_policy() {
     kubectl_ok(&[
         "apply",
         "--server-side",

@@ -15,7 +15,8 @@ use tenantry::api::{POLICY_LABEL, SHARED_QUOTA_LABEL};
 use tenantry::quantity;
 
 use crate::harness::{
-    Operator, TestNamespace, TestPolicy, client, eventually, kubectl_ok, repo_root, unique_name,
+    DEADLINE, Operator, TestNamespace, TestPolicy, client, eventually, eventually_within,
+    kubectl_ok, repo_root, unique_name,
 };
 use crate::smoke::install_crd;
 
@@ -72,13 +73,28 @@ async fn parts(client: &Client, policy: &str) -> Vec<ResourceQuota> {
         .items
 }
 
-/// What the sampler saw: the most pods at once, and the largest sum of enforced parts
-/// (max of spec.hard and status.hard, per part).
+/// What the sampler saw: the most pods at once, the most of `resource` they requested at once
+/// (milli-units; pods count 1000 each), and the largest sum of enforced parts (max of spec.hard
+/// and status.hard, per part).
 #[derive(Default, Debug)]
 struct Maxima {
     samples: usize,
     pods: usize,
+    requested: i128,
     enforced: i128,
+}
+
+/// What quota counts of `resource` for these pods (the test's pods have one container each).
+fn requested(pods: &[Pod], resource: &str) -> i128 {
+    if resource == "pods" {
+        return pods.len() as i128 * 1000;
+    }
+    let name = resource.trim_start_matches("requests.");
+    pods.iter()
+        .flat_map(|p| p.spec.iter().flat_map(|s| s.containers.iter()))
+        .filter_map(|c| c.resources.as_ref()?.requests.as_ref()?.get(name))
+        .filter_map(|q| quantity::milli(&q.0))
+        .sum()
 }
 
 /// Samples every 50 ms until `stop`.
@@ -104,6 +120,7 @@ fn sampler(
                 .sum();
             maxima.samples += 1;
             maxima.pods = maxima.pods.max(pods.len());
+            maxima.requested = maxima.requested.max(requested(&pods, resource));
             maxima.enforced = maxima.enforced.max(enforced);
             let pause = Duration::from_millis(50).saturating_sub(started.elapsed());
             tokio::time::sleep(pause).await;
@@ -155,8 +172,20 @@ async fn wait_pods(
     what: &str,
     check: impl Fn(&[Pod]) -> bool,
 ) -> Duration {
+    wait_pods_within(DEADLINE, client, run, what, check).await
+}
+
+/// [`wait_pods`] with another deadline: pods come when the ReplicaSet controller retries, and
+/// after many refusals its per-ReplicaSet backoff (5 ms doubling, up to 1,000 s) is long.
+async fn wait_pods_within(
+    limit: Duration,
+    client: &Client,
+    run: &str,
+    what: &str,
+    check: impl Fn(&[Pod]) -> bool,
+) -> Duration {
     let started = Instant::now();
-    eventually(what, || async {
+    eventually_within(limit, what, || async {
         let pods = pods(client, run).await;
         check(&pods).then_some(())
     })
@@ -351,4 +380,232 @@ async fn a_namespace_joining_over_the_budget_keeps_its_pods_admits_nothing_and_r
     })
     .await;
     drop(policy);
+}
+
+#[tokio::test]
+async fn a_cpu_budget_counts_the_limit_range_defaults_and_is_never_exceeded() {
+    let (client, operator) = setup("sq-cpu").await;
+    let team = unique_name("team");
+    let mut namespaces = Vec::new();
+    for _ in 0..2 {
+        let ns = TestNamespace::create_labelled(&client, "sq-cpu", &[("e2e-team", &team)]).await;
+        ns.wait_for_default_service_account(&client).await;
+        namespaces.push(ns);
+    }
+    // Pods declare nothing: the policy's LimitRange gives each 100m, which the budget counts.
+    let policy = TestPolicy::create(
+        &client,
+        &operator,
+        "sq-cpu",
+        json!({
+            "namespaceSelector": {"matchLabels": {"e2e-team": team}},
+            "limitRanges": [{"name": "defaults", "limits": [{"type": "Container",
+                "defaultRequest": {"cpu": "100m"}, "default": {"cpu": "200m"}}]}],
+            "sharedQuotas": [{"name": "team-cpu", "hard": {"requests.cpu": "2"}}],
+        }),
+    )
+    .await;
+    policy.wait_ready(&client).await;
+    eventually("a part with status in both namespaces", || async {
+        let parts = parts(&client, &policy.name).await;
+        (parts.len() == 2
+            && parts
+                .iter()
+                .all(|q| milli(q, "status", "requests.cpu").is_some()))
+        .then_some(())
+    })
+    .await;
+    let run = unique_name("run");
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampling = sampler(
+        client.clone(),
+        run.clone(),
+        policy.name.clone(),
+        "requests.cpu",
+        stop.clone(),
+    );
+    // 2 x 15 pods of 100m wanted: 3 CPUs against a budget of 2.
+    futures::future::join_all(namespaces.iter().map(|ns| {
+        let api = Api::<Deployment>::namespaced(client.clone(), &ns.name);
+        let d = deployment("worker", &run, 15, None);
+        async move {
+            api.create(&PostParams::default(), &d)
+                .await
+                .expect("create deployment")
+        }
+    }))
+    .await;
+    let filled = wait_pods(&client, &run, "2 CPUs of requests (20 pods)", |p| {
+        requested(p, "requests.cpu") == 2000
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let maxima = sampling.await.expect("sampler");
+    println!(
+        "shared requests.cpu budget 2 over 2 namespaces: {} samples, at most {}m requested and \
+         {}m enforced at once; the budget was in use after {:.1} s",
+        maxima.samples,
+        maxima.requested,
+        maxima.enforced,
+        filled.as_secs_f64()
+    );
+    assert!(maxima.samples > 5, "the sampler ran: {maxima:?}");
+    assert!(
+        maxima.requested <= 2000,
+        "requests exceeded the budget: {maxima:?}"
+    );
+    assert!(
+        maxima.enforced <= 2000,
+        "the parts exceeded the budget: {maxima:?}"
+    );
+    drop(policy);
+}
+
+/// The parts as "namespace:spec/status/used" of `resource`, for messages.
+async fn describe(client: &Client, policy: &str, resource: &str) -> String {
+    parts(client, policy)
+        .await
+        .iter()
+        .map(|q| {
+            let show = |f| milli(q, f, resource).map_or("-".into(), |m| (m / 1000).to_string());
+            format!(
+                "{}:{}/{}/{}",
+                q.namespace().unwrap_or_default(),
+                show("spec"),
+                show("status"),
+                show("used")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::test]
+async fn hard_lowered_in_git_a_restart_mid_rebalance_and_namespaces_leaving_keep_the_total() {
+    let client = client().await;
+    let (_, mut operator) = setup("sq-life").await;
+    let shard = operator.shard.clone();
+    let team = unique_name("team");
+    let mut namespaces = Vec::new();
+    for _ in 0..3 {
+        let ns = TestNamespace::create_labelled(&client, "sq-life", &[("e2e-team", &team)]).await;
+        ns.wait_for_default_service_account(&client).await;
+        namespaces.push(ns);
+    }
+    let names: Vec<String> = namespaces.iter().map(|n| n.name.clone()).collect();
+    let spec = |hard: &str, deletion: &str| {
+        json!({
+            "namespaceSelector": {"matchLabels": {"e2e-team": team}},
+            "deletionPolicy": deletion,
+            "sharedQuotas": [{"name": "team-budget", "hard": {"pods": hard}}],
+        })
+    };
+    let policy = TestPolicy::create(&client, &operator, "sq-life", spec("12", "Delete")).await;
+    policy.wait_ready(&client).await;
+    let run = unique_name("run");
+    for ns in &names {
+        Api::<Deployment>::namespaced(client.clone(), ns)
+            .create(&PostParams::default(), &deployment("web", &run, 3, None))
+            .await
+            .unwrap();
+    }
+    let backoff = Duration::from_secs(240);
+    let what = "9 pods, 3 in each namespace";
+    wait_pods_within(backoff, &client, &run, what, |p| p.len() == 9).await;
+
+    // hard lowered in git below what is used: nothing evicted, nothing admitted, status says so.
+    policy.set_spec(&client, spec("8", "Delete")).await;
+    eventually("status to say the budget is 1 pod over", || async {
+        let status = policy.get(&client).await.status?;
+        let budget = status.shared_quotas.first()?;
+        (budget.over_budget.get("pods").map(|q| q.0.as_str()) == Some("1")).then_some(())
+    })
+    .await;
+    // The parts shrink (below use where they must) until, enforced, they add up to 8.
+    eventually(
+        "the enforced parts to add up to at most the lowered budget",
+        || async {
+            let parts = parts(&client, &policy.name).await;
+            let enforced: i128 = parts
+                .iter()
+                .map(|q| {
+                    milli(q, "spec", "pods")
+                        .max(milli(q, "status", "pods"))
+                        .unwrap_or(0)
+                })
+                .sum();
+            (parts.len() == 3 && enforced <= 8_000).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(pods(&client, &run).await.len(), 9, "nothing is evicted");
+
+    // One team scales to zero and the controller is killed mid-rebalance; its successor carries
+    // on from what the API server shows. From here on the budget is 8 and holds.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampling = sampler(
+        client.clone(),
+        run.clone(),
+        policy.name.clone(),
+        "pods",
+        stop.clone(),
+    );
+    scale(&client, &names[0], "web", 0).await;
+    operator.kill9();
+    let operator = Operator::start(&shard).await;
+    scale(&client, &names[1], "web", 6).await;
+    let what = "5 pods in the second namespace (8 = 0 + 5 + 3)";
+    wait_pods_within(backoff, &client, &run, what, |p| {
+        in_namespace(p, &names[0]) == 0 && in_namespace(p, &names[1]) == 5
+    })
+    .await;
+    let parts_now = describe(&client, &policy.name, "pods").await;
+
+    // A namespace leaves under Delete: its part goes, its pods stay, and the budget is shared
+    // by the others.
+    kubectl_ok(&["label", "namespace", &names[2], "e2e-team-"]);
+    eventually("the leaver's part to be gone", || async {
+        let parts = parts(&client, &policy.name).await;
+        let left = |q: &ResourceQuota| q.namespace().as_deref() == Some(names[2].as_str());
+        (!parts.iter().any(left)).then_some(())
+    })
+    .await;
+    let stayed = in_namespace(&pods(&client, &run).await, &names[2]);
+    assert_eq!(stayed, 3, "its pods stay");
+    let what = "the second namespace to reach 6 once the third left";
+    wait_pods_within(backoff, &client, &run, what, |p| {
+        in_namespace(p, &names[1]) == 6
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let maxima = sampling.await.expect("sampler");
+    println!(
+        "after hard was lowered to 8: {} samples, at most {} enforced; parts then: {parts_now}",
+        maxima.samples,
+        maxima.enforced / 1000
+    );
+    assert!(maxima.samples > 5, "the sampler ran: {maxima:?}");
+    assert!(
+        maxima.enforced <= 8_000,
+        "the parts exceeded the lowered budget: {maxima:?}"
+    );
+
+    // Under Retain, a namespace that leaves keeps its part, released.
+    policy.set_spec(&client, spec("8", "Retain")).await;
+    policy.wait_ready(&client).await;
+    kubectl_ok(&["label", "namespace", &names[1], "e2e-team-"]);
+    let released = eventually("the part to be released", || async {
+        let quota = Api::<ResourceQuota>::namespaced(client.clone(), &names[1])
+            .get_opt("team-budget")
+            .await
+            .ok()??;
+        (!quota.labels().contains_key(POLICY_LABEL)).then_some(quota)
+    })
+    .await;
+    assert!(
+        released.owner_references().is_empty(),
+        "released parts have no owner"
+    );
+    drop(policy);
+    drop(operator);
 }

@@ -719,6 +719,58 @@ async fn what_admission_cannot_check_stalls_the_policy_without_touching_namespac
     );
 }
 
+/// The dry run does not wait for a namespace: a policy selecting none whose template the API
+/// server refuses (a PDB selector's label value, which CEL does not check) is Stalled/InvalidSpec
+/// at once, not when a namespace created next month first selects it; and nothing is stored.
+#[tokio::test]
+async fn a_policy_selecting_no_namespace_is_still_judged_by_the_api_servers_dry_run() {
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    let client = client().await;
+    install_crd(&client).await;
+    let operator = Operator::start(&unique_name("invalid-none")).await;
+    let name = unique_name("nowhere-pdb");
+    let spec = |value: &str| {
+        json!({"namespaceSelector": {"matchLabels": {"e2e.tenantry.io/never": "matches"}},
+            "podDisruptionBudgets": [{"name": name, "selector": {"matchLabels": {"app": value}}, "minAvailable": 1}]})
+    };
+    let policy =
+        TestPolicy::create(&client, &operator, "nowhere", spec("not a label value!")).await;
+    let status = policy.wait_condition(&client, "Stalled", "True").await;
+    assert_eq!(status.selected_namespaces, 0);
+    let stalled = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled")
+        .unwrap();
+    assert_eq!(stalled.reason, "InvalidSpec");
+    assert!(
+        stalled
+            .message
+            .starts_with(&format!("spec.podDisruptionBudgets[name={name}]")),
+        "{}",
+        stalled.message
+    );
+    assert!(
+        stalled.message.contains("spec.selector"),
+        "{}",
+        stalled.message
+    );
+    // Judged in `default` by a dry run: nothing was stored there.
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
+    assert!(pdbs.get_opt(&name).await.unwrap().is_none());
+    assert_eq!(
+        operator.metric("tenantry_api_writes_total", &["verb=\"create\""]),
+        0.0
+    );
+
+    policy.set_spec(&client, spec("web")).await;
+    let status = policy.wait_ready(&client).await;
+    assert_eq!(
+        (status.selected_namespaces, status.ready_namespaces),
+        (0, 0)
+    );
+}
+
 /// Quantity comparison agrees with the API server's own canonical form: 200 generated quantities
 /// are stored in ResourceQuotas and read back; each stored spelling must compare equal to what was
 /// sent and unequal to every value that differs. (If the server rounded where the controller does
