@@ -287,6 +287,21 @@ fn shared_quotas(
         .collect()
 }
 
+/// A sum of milli-units: bytes (memory, storage) in the largest binary unit that is exact, as
+/// people write them; anything else as the API server spells quantities.
+fn format_sum(resource: &str, milli: i128) -> String {
+    let bytes_like = resource.ends_with("memory") || resource.ends_with("storage");
+    if bytes_like && milli != 0 && milli % 1000 == 0 {
+        let bytes = milli / 1000;
+        for (unit, shift) in [("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10)] {
+            if bytes % (1 << shift) == 0 {
+                return format!("{}{unit}", bytes >> shift);
+            }
+        }
+    }
+    quantity::format_milli(milli)
+}
+
 /// One shared quota's totals.
 fn shared_quota(
     policy: String,
@@ -317,9 +332,9 @@ fn shared_quota(
             let hard = budget.and_then(|b| b.get(r)).copied();
             let u = used.get(r).copied().unwrap_or(0);
             let resource = SharedResource {
-                used: quantity::format_milli(u),
-                allotted: quantity::format_milli(allotted.get(r).copied().unwrap_or(0)),
-                hard: hard.map(quantity::format_milli),
+                used: format_sum(r, u),
+                allotted: format_sum(r, allotted.get(r).copied().unwrap_or(0)),
+                hard: hard.map(|h| format_sum(r, h)),
                 percent: hard.filter(|h| *h > 0).map(|h| u * 100 / h),
             };
             (r.clone(), resource)
@@ -443,7 +458,19 @@ fn namespace_row<'a>(
         governs("PodDisruptionBudget", pdb.labels());
     }
     for q in &scope.quotas {
-        row.quotas.push(quota_usage(q, quota_totals));
+        row.quotas.push(quota_usage(q));
+    }
+    // What the namespace may request at most: its tightest quota (a compute quota and a shared
+    // budget's part both limit it; summing them would count it twice).
+    for total in ["requests.cpu", "requests.memory"] {
+        let tightest = (scope.quotas.iter())
+            .filter_map(|q| enforced_hard(q).get(total).cloned())
+            .filter_map(|limit| quantity::stored_value(&limit.0))
+            .map(|v| v.0)
+            .min();
+        if let Some(v) = tightest {
+            *quota_totals.entry(total).or_default() += v;
+        }
     }
     row.limit_ranges = scope.limit_ranges.iter().map(|l| l.name_any()).collect();
     if row.quotas.is_empty() {
@@ -466,7 +493,7 @@ fn enforced_hard(
         .unwrap_or_default()
 }
 
-fn quota_usage(q: &ResourceQuota, quota_totals: &mut BTreeMap<&'static str, i128>) -> QuotaUsage {
+fn quota_usage(q: &ResourceQuota) -> QuotaUsage {
     let hard = enforced_hard(q);
     let used = q
         .status
@@ -484,13 +511,6 @@ fn quota_usage(q: &ResourceQuota, quota_totals: &mut BTreeMap<&'static str, i128
             _ => String::new(),
         };
         usage.insert(resource.clone(), format!("{u}/{}{percent}", limit.0));
-        if let Some(v) = quantity::stored_value(&limit.0) {
-            for total in ["requests.cpu", "requests.memory"] {
-                if resource == total {
-                    *quota_totals.entry(total).or_default() += v.0;
-                }
-            }
-        }
     }
     QuotaUsage {
         name: q.name_any(),
@@ -1215,6 +1235,42 @@ mod tests {
         let report = audit(&inputs, &|n| n.name_any() == "other");
         assert!(report.shared_quotas.is_empty());
         assert!(!render(&report).contains("SHARED QUOTAS"));
+    }
+
+    #[test]
+    fn a_namespace_counts_once_in_the_quota_total_at_its_tightest_quota() {
+        let compute: ResourceQuota = obj(json!({"metadata": managed("compute", "team-mia"),
+            "spec": {"hard": {"requests.cpu": "10"}}}));
+        let inputs = mia(Inputs {
+            quotas: vec![
+                compute,
+                part(
+                    "mia",
+                    "budget",
+                    json!({"requests.cpu": "2"}),
+                    json!({"requests.cpu": "2"}),
+                    json!({}),
+                ),
+            ],
+            ..Default::default()
+        });
+        let report = audit(&inputs, &|_| true);
+        assert!(
+            report.findings.contains(&"quotas allow 2000m of requests.cpu in total, the nodes can allocate 0m (no nodes)".to_owned()),
+            "{:#?}",
+            report.findings
+        );
+    }
+
+    #[test]
+    fn sums_of_bytes_read_in_binary_units_when_exact() {
+        let m = |q: &str| quantity::milli(q).unwrap();
+        assert_eq!(format_sum("requests.memory", m("21474836480")), "20Gi");
+        assert_eq!(format_sum("requests.memory", m("1925185536")), "1836Mi");
+        assert_eq!(format_sum("requests.storage", m("1500")), "1500");
+        assert_eq!(format_sum("requests.memory", 0), "0");
+        assert_eq!(format_sum("requests.cpu", m("6600m")), "6600m");
+        assert_eq!(format_sum("pods", m("1024")), "1024");
     }
 
     #[test]
