@@ -7,6 +7,10 @@ export PATH := $(STATE)/bin:$(PATH)
 
 BENCH_N ?= 1000,10000
 BENCH_ARGS ?=
+# The shared-quota case: one budget over this many namespaces (tenantry-bench-shared options in
+# BENCH_SHARED_ARGS).
+BENCH_SHARED_N ?= 1000
+BENCH_SHARED_ARGS ?=
 
 .PHONY: bench build crds cluster-up cluster-down cluster-status test test-unit test-e2e test-faults lint demo controlplane
 
@@ -53,3 +57,4 @@ demo:
 # Benchmark on the local control plane (started if needed); BENCH_N=1000,10000 by default.
 bench:
 	bash hack/bench.sh $(BENCH_N) $(BENCH_ARGS)
+	bash hack/bench-shared.sh $(BENCH_SHARED_N) $(BENCH_SHARED_ARGS)

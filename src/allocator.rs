@@ -296,15 +296,9 @@ fn commitments(part: &Part, mem: &PartMemory) -> BTreeMap<String, Option<Milli>>
                 .zip(status)
                 .map(|(s, h)| s.max(h));
             let peak = mem.lowering_peaks.get(resource).copied().unwrap_or(0);
-            // The controller reads parts from a cache that may not show its own last write yet:
-            // a raise written counts from the moment it is written, whatever the cache shows.
-            let written = (mem.written.as_ref())
-                .and_then(|w| w.get(resource))
-                .copied()
-                .unwrap_or(0);
             (
                 resource.clone(),
-                enforced.map(|e| e.max(used(part, resource)).max(peak).max(written)),
+                enforced.map(|e| e.max(used(part, resource)).max(peak)),
             )
         })
         .collect()

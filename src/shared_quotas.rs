@@ -9,17 +9,78 @@
 //! is not desired, so its part goes as any object no longer governed (Delete or Retain).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::allocator::{self, Allocation, Amounts, Part, Write};
-use crate::api::{SHARED_QUOTA_LABEL, SharedQuotaStatus, SharedQuotaTemplate, TenantPolicySpec};
+use crate::api::{
+    FailureReason, SHARED_QUOTA_LABEL, SharedQuotaStatus, SharedQuotaTemplate, TenantPolicySpec,
+};
+use crate::apply::Outcome;
 use crate::diff::LiveIndex;
 use crate::resources::{Desired, Kind, ObjectKey, Owner, shared_quota};
 use crate::select::Assignment;
 
-/// What the allocator remembers, per `spec.sharedQuotas` item name.
-pub type Memories = BTreeMap<String, allocator::Memory>;
+/// How long a written part may take to show in the cache before the write is taken as lost.
+pub const UNSEEN_FOR: Duration = Duration::from_secs(10);
+
+/// What the step remembers between reconciles of one policy.
+#[derive(Debug, Default)]
+pub struct Memories {
+    /// The allocator's memory, per `spec.sharedQuotas` item name.
+    allocators: BTreeMap<String, allocator::Memory>,
+    /// Parts written that the cache does not show yet. The allocator must not plan from a cache
+    /// that lacks the controller's own last raise (it would hand that budget out twice), so a
+    /// budget with such a part waits for the watch.
+    unseen: BTreeMap<ObjectKey, Unseen>,
+}
+
+#[derive(Debug)]
+struct Unseen {
+    /// The resourceVersion the cache showed when the write was planned ("" for a creation).
+    version: String,
+    hard: Amounts,
+    at: Instant,
+}
+
+/// A part write this run plans, to be remembered once its outcome is known.
+#[derive(Debug)]
+pub struct Planned {
+    key: ObjectKey,
+    version: String,
+    hard: Amounts,
+}
+
+impl Memories {
+    /// After the writes: the planned parts whose write was acknowledged, or whose outcome is
+    /// unknown (a timeout may have landed), are unseen until the cache shows a newer version.
+    pub fn written(&mut self, planned: Vec<Planned>, outcomes: &[Outcome], now: Instant) {
+        for p in planned {
+            let landed_or_unknown = outcomes.iter().any(|o| match o {
+                Outcome::Written { key, .. } => *key == p.key,
+                Outcome::Failed(f) => {
+                    f.reason == FailureReason::ApplyFailed
+                        && f.namespace == p.key.namespace
+                        && f.name == p.key.name
+                        && f.kind == p.key.kind.as_str()
+                }
+                _ => false,
+            });
+            if landed_or_unknown {
+                let (version, hard) = (p.version, p.hard);
+                self.unseen.insert(
+                    p.key,
+                    Unseen {
+                        version,
+                        hard,
+                        at: now,
+                    },
+                );
+            }
+        }
+    }
+}
 
 /// The parts to hold, and the state of each budget.
 #[derive(Debug, Default)]
@@ -28,6 +89,8 @@ pub struct Budgets {
     pub states: Vec<SharedQuotaStatus>,
     /// Every allocation settled: nothing left to move once the writes are enforced.
     pub settled: bool,
+    /// The part writes planned (for [`Memories::written`]).
+    pub planned: Vec<Planned>,
 }
 
 /// Sizes the parts of every budget of `spec` among `namespaces` (where the policy wins
@@ -38,27 +101,64 @@ pub fn plan<L: LiveIndex + ?Sized>(
     namespaces: &BTreeSet<String>,
     live: &L,
     memories: &mut Memories,
+    now: Instant,
 ) -> Budgets {
     let mut budgets = Budgets {
         settled: true,
         ..Default::default()
     };
-    memories.retain(|name, _| spec.shared_quotas.iter().any(|q| &q.name == name));
+    let declared = |name: &str| spec.shared_quotas.iter().any(|q| q.name == name);
+    memories.allocators.retain(|name, _| declared(name));
+    memories.unseen.retain(|key, unseen| {
+        let version = live
+            .get(key)
+            .map(|l| l.resource_version)
+            .unwrap_or_default();
+        declared(&key.name) && version == unseen.version && now - unseen.at < UNSEEN_FOR
+    });
     for item in &spec.shared_quotas {
         // The CRD refuses what does not parse; validate.rs stalls the policy before this.
         let Ok(budget) = allocator::amounts(&item.hard) else {
             continue;
         };
         let parts = observe(owner, item, namespaces, live);
-        let memory = memories.entry(item.name.clone()).or_default();
+        let memory = memories.allocators.entry(item.name.clone()).or_default();
         let allocation = allocator::allocate(&budget, &parts, memory);
+        let state = allocation.usage.to_status(&item.name, &budget);
+        budgets.states.push(state);
+        let unseen: BTreeMap<&str, &Amounts> = (memories.unseen.iter())
+            .filter(|(k, _)| k.name == item.name)
+            .map(|(k, u)| (k.namespace.as_str(), &u.hard))
+            .collect();
+        if !unseen.is_empty() {
+            // Hold every part as written last; allocate again once the cache shows them.
+            budgets.settled = false;
+            budgets
+                .desired
+                .extend(held_parts(item, namespaces, &parts, &unseen));
+            continue;
+        }
         budgets.settled &= allocation.settled(memory);
+        let versions = |ns: &str| {
+            live.get(&key(ns, item))
+                .map(|l| l.resource_version)
+                .unwrap_or_default()
+        };
+        budgets
+            .planned
+            .extend(allocation.writes.iter().filter_map(|w| match w {
+                Write::Create { namespace, hard } | Write::SetHard { namespace, hard } => {
+                    Some(Planned {
+                        key: key(namespace, item),
+                        version: versions(namespace),
+                        hard: hard.clone(),
+                    })
+                }
+                Write::Delete { .. } => None,
+            }));
         budgets
             .desired
             .extend(desired_parts(item, namespaces, &parts, &allocation));
-        budgets
-            .states
-            .push(allocation.usage.to_status(&item.name, &budget));
         *memory = allocation.memory;
     }
     budgets
@@ -73,11 +173,37 @@ pub fn add_parts<L: LiveIndex + ?Sized>(
     assignment: &mut Assignment,
     live: &L,
     memories: &mut Memories,
+    now: Instant,
 ) -> Budgets {
     let namespaces = &assignment.shared_namespaces;
-    let mut budgets = plan(owner, spec, namespaces, live, memories);
+    let mut budgets = plan(owner, spec, namespaces, live, memories, now);
     assignment.desired.append(&mut budgets.desired);
     budgets
+}
+
+/// The parts while some are unseen: as last written, the others as they are.
+fn held_parts(
+    item: &SharedQuotaTemplate,
+    namespaces: &BTreeSet<String>,
+    parts: &[Part],
+    unseen: &BTreeMap<&str, &Amounts>,
+) -> Vec<Desired> {
+    parts
+        .iter()
+        .filter(|p| namespaces.contains(&p.namespace))
+        .filter_map(|p| {
+            let hard = unseen
+                .get(p.namespace.as_str())
+                .copied()
+                .or(p.spec.as_ref())?;
+            Some(part(item, &p.namespace, hard))
+        })
+        .collect()
+}
+
+fn part(item: &SharedQuotaTemplate, namespace: &str, hard: &Amounts) -> Desired {
+    let labels = BTreeMap::from([(SHARED_QUOTA_LABEL.to_owned(), item.name.clone())]);
+    Desired::of(key(namespace, item), shared_quota::build(item, hard)).with_labels(labels)
 }
 
 fn key(namespace: &str, item: &SharedQuotaTemplate) -> ObjectKey {
@@ -228,13 +354,14 @@ mod tests {
     #[test]
     fn new_namespaces_get_parts_labelled_for_the_budget_and_sized_once_their_use_is_known() {
         let spec = spec(json!({"pods": "20"}));
-        let mut memories = Memories::new();
+        let mut memories = Memories::default();
         let first = plan(
             &owner(),
             &spec,
             &names(&["a", "b"]),
             &Index(vec![]),
             &mut memories,
+            Instant::now(),
         );
         assert_eq!(first.desired.len(), 2, "{:?}", first.desired);
         for d in &first.desired {
@@ -246,7 +373,14 @@ mod tests {
             part("a", json!({"pods": "0"}), json!({"pods": "0"})),
             part("b", json!({"pods": "0"}), json!({"pods": "0"})),
         ]);
-        let second = plan(&owner(), &spec, &names(&["a", "b"]), &live, &mut memories);
+        let second = plan(
+            &owner(),
+            &spec,
+            &names(&["a", "b"]),
+            &live,
+            &mut memories,
+            Instant::now(),
+        );
         let total: i128 = second
             .desired
             .iter()
@@ -278,7 +412,8 @@ mod tests {
             &spec,
             &names(&["a", "c"]),
             &live,
-            &mut Memories::new(),
+            &mut Memories::default(),
+            Instant::now(),
         );
         let desired: Vec<&str> = budgets
             .desired
@@ -287,5 +422,67 @@ mod tests {
             .collect();
         assert!(!desired.contains(&"b"), "b left the budget: {desired:?}");
         assert!(desired.contains(&"a"));
+    }
+
+    #[test]
+    fn a_budget_waits_for_the_cache_to_show_its_own_last_writes() {
+        let spec = spec(json!({"pods": "20"}));
+        let live = Index(vec![
+            part("a", json!({"pods": "2"}), json!({"pods": "2"})),
+            part("b", json!({"pods": "2"}), json!({"pods": "0"})),
+        ]);
+        let mut memories = Memories::default();
+        let now = Instant::now();
+        let first = plan(
+            &owner(),
+            &spec,
+            &names(&["a", "b"]),
+            &live,
+            &mut memories,
+            now,
+        );
+        assert!(!first.planned.is_empty(), "a, at its part, is raised");
+        let raised: Vec<Outcome> = first
+            .planned
+            .iter()
+            .map(|p| Outcome::Written {
+                key: p.key.clone(),
+                drift: None,
+            })
+            .collect();
+        let held: Vec<(String, Value)> = first
+            .desired
+            .iter()
+            .map(|d| (d.key.namespace.clone(), d.spec["hard"].clone()))
+            .collect();
+        memories.written(first.planned, &raised, now);
+        // The cache still shows the old part (same resourceVersion): nothing is planned from it,
+        // and the parts are held as written.
+        let again = plan(
+            &owner(),
+            &spec,
+            &names(&["a", "b"]),
+            &live,
+            &mut memories,
+            now,
+        );
+        assert!(again.planned.is_empty() && !again.settled);
+        let held_again: Vec<(String, Value)> = again
+            .desired
+            .iter()
+            .map(|d| (d.key.namespace.clone(), d.spec["hard"].clone()))
+            .collect();
+        assert_eq!(held_again, held);
+        // Once the cache shows a newer version, or after UNSEEN_FOR, it allocates again.
+        let later = now + UNSEEN_FOR;
+        plan(
+            &owner(),
+            &spec,
+            &names(&["a", "b"]),
+            &live,
+            &mut memories,
+            later,
+        );
+        assert!(memories.unseen.is_empty());
     }
 }

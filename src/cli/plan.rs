@@ -102,8 +102,9 @@ fn desired_for(
     cluster: &ClusterState,
 ) -> Assignment {
     let mut assignment = select::assign(me, candidates, &cluster.namespaces, &cluster.classes);
-    let mut memories = shared_quotas::Memories::new();
-    shared_quotas::add_parts(owner, me.spec, &mut assignment, cluster, &mut memories);
+    let mut memories = shared_quotas::Memories::default();
+    let now = std::time::Instant::now();
+    shared_quotas::add_parts(owner, me.spec, &mut assignment, cluster, &mut memories, now);
     assignment
 }
 

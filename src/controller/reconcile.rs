@@ -11,7 +11,7 @@ use kube::runtime::finalizer::Event as FinalizerEvent;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
-use super::{Context, Error};
+use super::{Context, Error, PolicyMemory};
 use crate::api::{DeletionPolicy, TenantPolicy};
 use crate::apply::{DRY_RUN_NAMESPACE, NotOwned, Outcome, Taking};
 use crate::cache::{Guarded, Stores};
@@ -58,23 +58,12 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeu
     }
     let mut assignment = select_for(&policy, &ctx.stores);
     let budgets = memory.budgets(|memories| {
-        let live = &ctx.stores;
-        shared_quotas::add_parts(&owner, &policy.spec, &mut assignment, live, memories)
+        let (live, now) = (&ctx.stores, Instant::now());
+        shared_quotas::add_parts(&owner, &policy.spec, &mut assignment, live, memories, now)
     });
-    // Whatever the API server would refuse in the built objects, found before any namespace is
-    // touched, whether or not one is selected: once per generation.
-    if !memory.is_validated(generation, policy.status.as_ref()) {
-        let templates = templates(
-            &policy.spec,
-            &ctx.stores.cluster_classes(),
-            DRY_RUN_NAMESPACE,
-        );
-        if let Err(problem) = ctx.writer.dry_run(&owner, &templates).await {
-            return stall_invalid(&policy, ctx, problem).await;
-        }
-        memory.mark_validated(generation);
+    if let Err(problem) = dry_run_gate(&policy, &owner, ctx, &memory).await {
+        return stall_invalid(&policy, ctx, problem).await;
     }
-    memory.reported(|r| r.spec_valid());
     let diff = diff::compute(
         &owner,
         &assignment.desired,
@@ -101,6 +90,7 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeu
         budgets: budgets.states,
         budgets_settled: budgets.settled,
     };
+    memory.budgets(|m| m.written(budgets.planned, &outcomes, Instant::now()));
     let mut report = memory.reported(|reported| report::report(facts, reported));
     drop(outcomes);
     memory.remember_converged(generation, std::mem::take(&mut report.converged));
@@ -113,6 +103,25 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeu
     Ok(Requeue::requeue(
         memory.delay(report.next, report.transient_failures),
     ))
+}
+
+/// Whatever the API server would refuse in the objects the policy builds, found before any
+/// namespace is touched, whether or not one is selected: once per generation.
+async fn dry_run_gate(
+    policy: &TenantPolicy,
+    owner: &Owner,
+    ctx: &Context,
+    memory: &PolicyMemory,
+) -> Result<(), String> {
+    let generation = policy.meta().generation;
+    if !memory.is_validated(generation, policy.status.as_ref()) {
+        let classes = ctx.stores.cluster_classes();
+        let templates = templates(&policy.spec, &classes, DRY_RUN_NAMESPACE);
+        ctx.writer.dry_run(owner, &templates).await?;
+        memory.mark_validated(generation);
+    }
+    memory.reported(|r| r.spec_valid());
+    Ok(())
 }
 
 /// Which namespaces the policy selects and what it wins in each, against every other live

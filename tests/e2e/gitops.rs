@@ -967,7 +967,8 @@ fn helm_values_set_image_replicas_resources_namespace_and_admission() {
         "{:?}",
         without.keys()
     );
-    assert_eq!(without.len() + 4, by_identity(render(&[])).len());
+    // Three policies, each with its binding.
+    assert_eq!(without.len() + 6, by_identity(render(&[])).len());
 }
 
 #[test]
