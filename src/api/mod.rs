@@ -265,11 +265,6 @@ pub struct ResourceQuotaTemplate {
     pub scope_selector: Option<ScopeSelector>,
 }
 
-/// CEL: every quantity of the map field `field` is at least zero.
-fn not_negative(field: &str) -> String {
-    format!("self.{field}.all(r, quantity(string(self.{field}[r])).compareTo(quantity('0')) >= 0)")
-}
-
 /// One budget shared by all selected namespaces. Its parts are ResourceQuotas named after the
 /// item, one per namespace, which together never exceed `hard`.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
@@ -279,9 +274,6 @@ fn not_negative(field: &str) -> String {
 #[x_kube(validation = Rule::new("self.name != 'tenantry-storage'")
     .message("the name tenantry-storage is reserved for the quota of the storage section")
     .field_path(".name"))]
-#[x_kube(validation = Rule::new(not_negative("hard"))
-    .message("hard must not be negative for any resource")
-    .field_path(".hard"))]
 pub struct SharedQuotaTemplate {
     /// Name of the budget, and of the ResourceQuota holding each namespace's part of it
     /// (DNS-1123 subdomain). Must differ from every resourceQuotas name and from tenantry-storage.

@@ -422,7 +422,8 @@ fn malformed() -> Vec<(&'static str, Value, &'static str, &'static str)> {
             "negative shared quantity",
             shared(json!({"name": "team", "hard": {"pods": "10", "requests.cpu": "-1"}})),
             "spec.sharedQuotas[0].hard",
-            "hard must not be negative",
+            // The rule every spec quantity carries (crd.rs), naming the key.
+            "must not be negative",
         ),
         (
             "shared quota without hard",
