@@ -2,7 +2,8 @@
 # `make demo`: the field story, governed. A local control plane; namespaces as the operations
 # notes found them (mia full of BestEffort Deployments, online with a StatefulSet, a trino
 # coordinator/worker pair, testing); Tenantry running; the policies of config/samples applied;
-# then what they did. Stays in the foreground until Ctrl-C, or exits after printing with
+# then what they did, and team-mia's shared budget lending mia's unused headroom to a second
+# namespace of the team. Stays in the foreground until Ctrl-C, or exits after printing with
 # DEMO_EXIT=1.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,7 +33,7 @@ step "the field story's namespaces, ungoverned: no quota, no LimitRange, BestEff
 kubectl apply --server-side -f - <<'YAML'
 apiVersion: v1
 kind: Namespace
-metadata: {name: mia, labels: {tenantry.io/governed: "true", team: a}}
+metadata: {name: mia, labels: {tenantry.io/governed: "true", team: a, tenantry.io/tenant: mia}}
 ---
 apiVersion: v1
 kind: Namespace
@@ -159,6 +160,16 @@ kubectl get pods -n mia -o custom-columns='NEW POD:.metadata.name,QOS:.status.qo
 step "a tenant cannot bypass it: trino's namespace admin tries to delete the trino-worker PDB"
 kubectl apply --server-side --force-conflicts -k config/admission >/dev/null
 kubectl create rolebinding trino-admin --clusterrole=admin --user=trino-admin -n trino --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# The API server loads a new admission policy and its binding a moment after they are stored:
+# wait until it refuses the deletion (a server-side dry run changes nothing).
+admission_loaded() {
+  local out
+  out=$(kubectl delete pdb trino-worker -n trino --as=trino-admin --dry-run=server 2>&1 || true)
+  [[ $out == *"is governed by TenantPolicy"* ]]
+}
+loading=$(date +%s)
+poll "the admission policies to be loaded" 90 admission_loaded
+echo "(admission policies in force after $(( $(date +%s) - loading ))s)"
 echo "\$ kubectl delete pdb trino-worker -n trino --as=trino-admin"
 kubectl delete pdb trino-worker -n trino --as=trino-admin 2>&1 | sed 's/^/  /' || true
 
@@ -175,6 +186,62 @@ claim old-data legacy-nfs | kubectl create --as=mia-admin -f - 2>&1 | sed 's/^/ 
 echo "\$ kubectl create pvc of class fast-ssd in mia --as=mia-admin"
 claim data fast-ssd | kubectl apply --as=mia-admin -f - 2>&1 | sed 's/^/  /'
 kubectl describe resourcequota tenantry-storage -n mia | sed 's/^/  /'
+
+step "a shared budget: team-mia's 10 CPU across mia and the team's second namespace, mia-batch"
+kubectl apply --server-side -f - <<'YAML'
+apiVersion: v1
+kind: Namespace
+metadata: {name: mia-batch, labels: {tenantry.io/governed: "true", team: a, tenantry.io/tenant: mia}}
+YAML
+kubectl wait --for=create serviceaccount/default -n mia-batch --timeout=60s >/dev/null
+# Each namespace's part of the budget: the ResourceQuota team-budget, which quota admission
+# enforces (status.hard), sized by Tenantry (spec.hard) to what the namespace uses plus headroom.
+parts() {
+  kubectl get resourcequota -A -l tenantry.io/shared-quota=team-budget \
+    -o custom-columns='NAMESPACE:.metadata.namespace,CPU PART (SPEC.HARD):.spec.hard.requests\.cpu,ENFORCED (STATUS.HARD):.status.hard.requests\.cpu,CPU USED:.status.used.requests\.cpu'
+}
+# Settled: both parts sized (not the zero a new part starts at) and enforced as written.
+parts_settled() { # <cpu used in mia-batch>
+  local rows
+  rows=$(kubectl get resourcequota -A -l tenantry.io/shared-quota=team-budget \
+    -o jsonpath='{range .items[*]}{.metadata.namespace} {.spec.hard.requests\.cpu} {.status.hard.requests\.cpu} {.status.used.requests\.cpu}{"\n"}{end}')
+  [ "$(echo "$rows" | awk '$2 != "0" && $2 == $3' | wc -l)" -eq 2 ] &&
+    echo "$rows" | awk -v used="$1" '$1 == "mia-batch" && $4 == used' | grep -q .
+}
+poll "mia-batch's part to be sized" 60 parts_settled 0
+kubectl apply --server-side -f - <<'YAML'
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: batch, namespace: mia-batch}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: batch}}
+  template:
+    metadata: {labels: {app: batch}}
+    spec:
+      containers:
+        - name: batch
+          image: registry.example/mia/batch:1.0
+          resources: {requests: {cpu: 250m, memory: 64Mi}, limits: {cpu: 250m, memory: 64Mi}}
+YAML
+kubectl wait --for=jsonpath='{.status.replicas}'=4 deployment/batch -n mia-batch --timeout=60s >/dev/null
+poll "mia-batch's part to count its pods" 60 parts_settled 1
+part_of() { kubectl get resourcequota team-budget -n "$1" -o jsonpath='{.spec.hard.requests\.cpu}'; }
+mia_before=$(part_of mia) batch_before=$(part_of mia-batch)
+echo "mia-batch runs 4 pods of 250m CPU; the parts:"
+parts | sed 's/^/  /'
+echo "\$ kubectl scale deployment/batch -n mia-batch --replicas=24   # 6 CPU: beyond its part"
+kubectl scale deployment/batch -n mia-batch --replicas=24 >/dev/null
+kubectl wait --for=jsonpath='{.status.replicas}'=24 deployment/batch -n mia-batch --timeout=60s >/dev/null
+poll "the parts to settle" 60 parts_settled 6
+echo "all 24 admitted, beyond what was free: mia-batch borrowed the headroom mia left unused"
+echo "(mia's part went from $mia_before to $(part_of mia) CPU, mia-batch's from $batch_before to $(part_of mia-batch)):"
+parts | sed 's/^/  /'
+echo "\$ kubectl get tenantpolicy team-mia -o jsonpath='{.status.sharedQuotas}'"
+kubectl get tenantpolicy team-mia -o jsonpath='{.status.sharedQuotas}' | sed 's/^/  /'
+echo
+echo "\$ tenantry audit -n mia-batch   # its SHARED QUOTAS section"
+./target/debug/tenantry audit -n mia-batch 2>/dev/null | sed -n '/^SHARED QUOTAS/,/^$/{/^$/d;s/^/  /;p}'
 
 step "managed objects per namespace"
 kubectl get limitrange,resourcequota,poddisruptionbudget,storageclass -A -l app.kubernetes.io/managed-by=tenantry \

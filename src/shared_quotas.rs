@@ -20,6 +20,7 @@ use crate::api::{
 use crate::apply::Outcome;
 use crate::diff::LiveIndex;
 use crate::resources::{Desired, Kind, ObjectKey, Owner, shared_quota};
+use crate::select::Assignment;
 
 /// How long a written part may take to show in the cache before the write is taken as lost.
 pub const UNSEEN_FOR: Duration = Duration::from_secs(10);
@@ -160,6 +161,23 @@ pub fn plan<L: LiveIndex + ?Sized>(
             .extend(desired_parts(item, namespaces, &parts, &allocation));
         *memory = allocation.memory;
     }
+    budgets
+}
+
+/// The step as the controller and `tenantry plan` both run it: the parts of every budget of
+/// `spec`, among the namespaces where `assignment` wins sharedQuotas, join its desired objects.
+/// Returns the budgets' states (their `desired` moved into the assignment).
+pub fn add_parts<L: LiveIndex + ?Sized>(
+    owner: &Owner,
+    spec: &TenantPolicySpec,
+    assignment: &mut Assignment,
+    live: &L,
+    memories: &mut Memories,
+    now: Instant,
+) -> Budgets {
+    let namespaces = &assignment.shared_namespaces;
+    let mut budgets = plan(owner, spec, namespaces, live, memories, now);
+    assignment.desired.append(&mut budgets.desired);
     budgets
 }
 

@@ -16,7 +16,10 @@ use kube::ResourceExt;
 use kube::core::{Selector, SelectorExt};
 use serde::Serialize;
 
-use crate::api::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, POLICY_LABEL};
+use crate::allocator;
+use crate::api::{
+    MANAGED_BY_LABEL, MANAGED_BY_VALUE, POLICY_LABEL, SHARED_QUOTA_LABEL, TenantPolicy,
+};
 use crate::pod_resources::{self as pr, Amounts, Qos};
 use crate::quantity;
 
@@ -33,6 +36,39 @@ pub struct Inputs {
     pub daemonsets: Vec<DaemonSet>,
     pub cronjobs: Vec<CronJob>,
     pub nodes: Vec<Node>,
+    /// For the budgets of shared quotas (`spec.sharedQuotas[].hard`); empty where Tenantry is
+    /// not installed.
+    pub policies: Vec<TenantPolicy>,
+}
+
+/// One shared budget (a TenantPolicy's `spec.sharedQuotas` item) across all the namespaces
+/// holding a part of it: the quotas labelled `tenantry.io/shared-quota`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedQuotaReport {
+    pub policy: String,
+    pub name: String,
+    /// Every namespace holding a part, audited or not: the budget spans them all.
+    pub namespaces: Vec<String>,
+    pub resources: BTreeMap<String, SharedResource>,
+}
+
+/// One resource of a shared budget.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SharedResource {
+    /// The parts' `status.used`, summed.
+    pub used: String,
+    /// The parts as admission enforces them (the larger of `spec.hard` and `status.hard`),
+    /// summed: at most `hard` while the budget holds.
+    pub allotted: String,
+    /// The budget, from the policy; none when the policy no longer declares it (parts left
+    /// behind under Retain).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hard: Option<String>,
+    /// `used` as a percentage of `hard`, rounded down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub percent: Option<i128>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -93,6 +129,8 @@ pub struct WorkloadReport {
 pub struct Report {
     pub namespaces: Vec<NamespaceReport>,
     pub workloads: Vec<WorkloadReport>,
+    /// The shared quotas with a part in an audited namespace.
+    pub shared_quotas: Vec<SharedQuotaReport>,
     pub findings: Vec<String>,
 }
 
@@ -165,6 +203,9 @@ struct Scope<'a> {
 pub fn audit(inputs: &Inputs, keep: &dyn Fn(&Namespace) -> bool) -> Report {
     let mut report = Report::default();
     let mut quota_totals: BTreeMap<&str, i128> = BTreeMap::new();
+    let audited: Vec<String> = (inputs.namespaces.iter().filter(|n| keep(n)))
+        .map(|n| n.name_any())
+        .collect();
     for ns in inputs.namespaces.iter().filter(|n| keep(n)) {
         let name = ns.name_any();
         let here = |namespace: Option<String>| namespace.as_deref() == Some(name.as_str());
@@ -193,7 +234,156 @@ pub fn audit(inputs: &Inputs, keep: &dyn Fn(&Namespace) -> bool) -> Report {
         }
     }
     node_findings(inputs, &quota_totals, &mut report.findings);
+    report.shared_quotas = shared_quotas(inputs, &audited, &mut report.findings);
     report
+}
+
+/// Milli-units per resource of a quota map, skipping what does not parse.
+fn milli_of(
+    map: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+) -> allocator::Amounts {
+    map.into_iter()
+        .flatten()
+        .filter_map(|(r, q)| Some((r.clone(), quantity::milli(&q.0)?)))
+        .collect()
+}
+
+/// The shared quotas with a part in an audited namespace, each summed over all its parts and
+/// judged against its policy's budget.
+fn shared_quotas(
+    inputs: &Inputs,
+    audited: &[String],
+    findings: &mut Vec<String>,
+) -> Vec<SharedQuotaReport> {
+    let mut groups: BTreeMap<(String, String), Vec<&ResourceQuota>> = BTreeMap::new();
+    for q in &inputs.quotas {
+        let (Some(policy), Some(item)) = (governed(q.labels()), q.labels().get(SHARED_QUOTA_LABEL))
+        else {
+            continue;
+        };
+        groups.entry((policy, item.clone())).or_default().push(q);
+    }
+    let audited_part = |parts: &[&ResourceQuota]| {
+        parts.iter().any(|q| {
+            audited
+                .iter()
+                .any(|n| Some(n) == q.metadata.namespace.as_ref())
+        })
+    };
+    groups
+        .into_iter()
+        .filter(|(_, parts)| audited_part(parts))
+        .map(|((policy, item), parts)| {
+            let budget = inputs
+                .policies
+                .iter()
+                .find(|p| p.metadata.name.as_deref() == Some(policy.as_str()))
+                .and_then(|p| p.spec.shared_quotas.iter().find(|s| s.name == item))
+                .and_then(|s| allocator::amounts(&s.hard).ok());
+            let report = shared_quota(policy, item, &parts, budget.as_ref());
+            shared_findings(&report, budget.as_ref(), findings);
+            report
+        })
+        .collect()
+}
+
+/// A sum of milli-units: bytes (memory, storage) in the largest binary unit that is exact, as
+/// people write them; anything else as the API server spells quantities.
+fn format_sum(resource: &str, milli: i128) -> String {
+    let bytes_like = resource.ends_with("memory") || resource.ends_with("storage");
+    if bytes_like && milli != 0 && milli % 1000 == 0 {
+        let bytes = milli / 1000;
+        for (unit, shift) in [("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10)] {
+            if bytes % (1 << shift) == 0 {
+                return format!("{}{unit}", bytes >> shift);
+            }
+        }
+    }
+    quantity::format_milli(milli)
+}
+
+/// One shared quota's totals.
+fn shared_quota(
+    policy: String,
+    name: String,
+    parts: &[&ResourceQuota],
+    budget: Option<&allocator::Amounts>,
+) -> SharedQuotaReport {
+    let (mut used, mut allotted) = (allocator::Amounts::new(), allocator::Amounts::new());
+    for q in parts {
+        let status = q.status.as_ref();
+        for (r, v) in milli_of(status.and_then(|s| s.used.as_ref())) {
+            *used.entry(r).or_default() += v;
+        }
+        let mut enforced = milli_of(q.spec.as_ref().and_then(|s| s.hard.as_ref()));
+        for (r, v) in milli_of(status.and_then(|s| s.hard.as_ref())) {
+            let e = enforced.entry(r).or_default();
+            *e = (*e).max(v);
+        }
+        for (r, v) in enforced {
+            *allotted.entry(r).or_default() += v;
+        }
+    }
+    let mut names: Vec<&String> = allotted.keys().chain(used.keys()).collect();
+    names.extend(budget.into_iter().flat_map(|b| b.keys()));
+    let resources = names
+        .into_iter()
+        .map(|r| {
+            let hard = budget.and_then(|b| b.get(r)).copied();
+            let u = used.get(r).copied().unwrap_or(0);
+            let resource = SharedResource {
+                used: format_sum(r, u),
+                allotted: format_sum(r, allotted.get(r).copied().unwrap_or(0)),
+                hard: hard.map(|h| format_sum(r, h)),
+                percent: hard.filter(|h| *h > 0).map(|h| u * 100 / h),
+            };
+            (r.clone(), resource)
+        })
+        .collect();
+    let mut namespaces: Vec<String> = parts.iter().filter_map(|q| q.namespace()).collect();
+    namespaces.sort();
+    SharedQuotaReport {
+        policy,
+        name,
+        namespaces,
+        resources,
+    }
+}
+
+/// A budget used up (less than the controller's step left: nothing more is admitted), used
+/// beyond (it joined or was lowered below use), or parts allowing more than it.
+fn shared_findings(
+    report: &SharedQuotaReport,
+    budget: Option<&allocator::Amounts>,
+    findings: &mut Vec<String>,
+) {
+    let Some(budget) = budget else { return };
+    let across = format!("across {} namespaces", report.namespaces.len());
+    for (resource, r) in &report.resources {
+        let (Some(hard), Some(shown)) = (budget.get(resource), r.hard.as_deref()) else {
+            continue;
+        };
+        let milli = |s: &str| quantity::milli(s).unwrap_or(0);
+        let (used, allotted) = (milli(&r.used), milli(&r.allotted));
+        let what = format!("shared quota {}/{}: {resource}", report.policy, report.name);
+        if used > *hard {
+            findings.push(format!(
+                "{what} is over budget: {} used of {shown} {across}; nothing new is admitted until use falls below it",
+                r.used
+            ));
+        } else if hard - used < allocator::step(resource) {
+            findings.push(format!(
+                "{what} is exhausted: {} used of {shown} {across}; new requests are refused",
+                r.used
+            ));
+        }
+        if allotted > *hard {
+            findings.push(format!(
+                "{what}: the parts allow {} in total, more than the budget of {shown}",
+                r.allotted
+            ));
+        }
+    }
 }
 
 fn namespace_row<'a>(
@@ -268,7 +458,19 @@ fn namespace_row<'a>(
         governs("PodDisruptionBudget", pdb.labels());
     }
     for q in &scope.quotas {
-        row.quotas.push(quota_usage(q, quota_totals));
+        row.quotas.push(quota_usage(q));
+    }
+    // What the namespace may request at most: its tightest quota (a compute quota and a shared
+    // budget's part both limit it; summing them would count it twice).
+    for total in ["requests.cpu", "requests.memory"] {
+        let tightest = (scope.quotas.iter())
+            .filter_map(|q| enforced_hard(q).get(total).cloned())
+            .filter_map(|limit| quantity::stored_value(&limit.0))
+            .map(|v| v.0)
+            .min();
+        if let Some(v) = tightest {
+            *quota_totals.entry(total).or_default() += v;
+        }
     }
     row.limit_ranges = scope.limit_ranges.iter().map(|l| l.name_any()).collect();
     if row.quotas.is_empty() {
@@ -291,7 +493,7 @@ fn enforced_hard(
         .unwrap_or_default()
 }
 
-fn quota_usage(q: &ResourceQuota, quota_totals: &mut BTreeMap<&'static str, i128>) -> QuotaUsage {
+fn quota_usage(q: &ResourceQuota) -> QuotaUsage {
     let hard = enforced_hard(q);
     let used = q
         .status
@@ -309,13 +511,6 @@ fn quota_usage(q: &ResourceQuota, quota_totals: &mut BTreeMap<&'static str, i128
             _ => String::new(),
         };
         usage.insert(resource.clone(), format!("{u}/{}{percent}", limit.0));
-        if let Some(v) = quantity::stored_value(&limit.0) {
-            for total in ["requests.cpu", "requests.memory"] {
-                if resource == total {
-                    *quota_totals.entry(total).or_default() += v.0;
-                }
-            }
-        }
     }
     QuotaUsage {
         name: q.name_any(),
@@ -585,9 +780,18 @@ pub async fn read_cluster(client: &kube::Client) -> anyhow::Result<Inputs> {
         daemonsets: all(client, "daemonsets").await?,
         cronjobs: all(client, "cronjobs").await?,
         nodes: all(client, "nodes").await?,
+        policies: match all(client, "tenantpolicies").await {
+            // Tenantry not installed: no shared budgets to read.
+            Err(e) if e.downcast_ref::<kube::Error>().is_some_and(is_not_found) => Vec::new(),
+            read => read?,
+        },
     };
     eprintln!("\r{}\r", " ".repeat(40));
     Ok(inputs)
+}
+
+fn is_not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
 }
 
 /// The report as tables: the same facts as `-o json`, nothing more.
@@ -648,11 +852,51 @@ pub fn render(report: &Report) -> String {
         );
         out.push('\n');
     }
+    render_shared(&report.shared_quotas, &mut out);
     out.push_str("\nFINDINGS\n");
     for f in &report.findings {
         out.push_str(&format!("- {f}\n"));
     }
     out
+}
+
+/// The SHARED QUOTAS section: a line per resource of each budget, its namespaces on the first.
+fn render_shared(shared: &[SharedQuotaReport], out: &mut String) {
+    if shared.is_empty() {
+        return;
+    }
+    out.push_str(&format!(
+        "\n{:<39} {:<18} {:>10} {:>10} {:>10} {:>5}  NAMESPACES\n",
+        "SHARED QUOTAS", "RESOURCE", "USED", "ALLOTTED", "HARD", "USE"
+    ));
+    for q in shared {
+        let mut first = true;
+        for (resource, r) in &q.resources {
+            let line = format!(
+                "{:<39} {:<18} {:>10} {:>10} {:>10} {:>5}  {}",
+                if first {
+                    format!("{}/{}", q.policy, q.name)
+                } else {
+                    String::new()
+                },
+                resource,
+                r.used,
+                r.allotted,
+                r.hard.as_deref().unwrap_or("-"),
+                r.percent
+                    .map(|p| format!("{p}%"))
+                    .unwrap_or_else(|| "-".into()),
+                if first {
+                    q.namespaces.join(",")
+                } else {
+                    String::new()
+                },
+            );
+            out.push_str(line.trim_end());
+            out.push('\n');
+            first = false;
+        }
+    }
 }
 
 /// `tenantry audit`: reads the cluster, keeps the namespaces named (`namespaces`, none = all) and
@@ -861,6 +1105,207 @@ mod tests {
         for f in &report.findings {
             assert!(table.contains(&format!("- {f}\n")), "{f} missing");
         }
+    }
+
+    /// A part of shared quota `item` of policy `team-mia` in `ns`: spec.hard, status hard/used.
+    fn part(ns: &str, item: &str, spec: Value, status_hard: Value, used: Value) -> ResourceQuota {
+        obj(
+            json!({"metadata": {"name": item, "namespace": ns, "labels": {
+                MANAGED_BY_LABEL: MANAGED_BY_VALUE, POLICY_LABEL: "team-mia", SHARED_QUOTA_LABEL: item}},
+            "spec": {"hard": spec}, "status": {"hard": status_hard, "used": used}}),
+        )
+    }
+
+    fn namespaces(names: &[&str]) -> Vec<Namespace> {
+        names
+            .iter()
+            .map(|n| obj(json!({"metadata": {"name": n}})))
+            .collect()
+    }
+
+    #[test]
+    fn shared_quotas_are_summed_across_their_namespaces_against_the_policys_budget() {
+        let policy: TenantPolicy = obj(json!({"apiVersion": "tenantry.io/v1alpha1",
+            "kind": "TenantPolicy", "metadata": {"name": "team-mia"}, "spec": {"sharedQuotas": [
+                {"name": "pods-budget", "hard": {"pods": "10"}},
+                {"name": "cpu-budget", "hard": {"requests.cpu": "2"}}]}}));
+        let inputs = Inputs {
+            namespaces: namespaces(&["mia", "mia-batch", "other"]),
+            policies: vec![policy],
+            quotas: vec![
+                // 6 + 4 of 10 pods: exhausted. mia's part is being lowered (spec 6, status 7).
+                part(
+                    "mia",
+                    "pods-budget",
+                    json!({"pods": "6"}),
+                    json!({"pods": "7"}),
+                    json!({"pods": "6"}),
+                ),
+                part(
+                    "mia-batch",
+                    "pods-budget",
+                    json!({"pods": "4"}),
+                    json!({"pods": "4"}),
+                    json!({"pods": "4"}),
+                ),
+                // 1500m + 1 of 2 CPUs: over budget (a namespace joined with its use).
+                part(
+                    "mia",
+                    "cpu-budget",
+                    json!({"requests.cpu": "1500m"}),
+                    json!({"requests.cpu": "1500m"}),
+                    json!({"requests.cpu": "1500m"}),
+                ),
+                part(
+                    "mia-batch",
+                    "cpu-budget",
+                    json!({"requests.cpu": "1"}),
+                    json!({"requests.cpu": "1"}),
+                    json!({"requests.cpu": "1"}),
+                ),
+            ],
+            ..Default::default()
+        };
+        // Auditing one namespace still sums the budget over all its parts.
+        let report = audit(&inputs, &|n| n.name_any() == "mia");
+        let names: Vec<(&str, &str)> = (report.shared_quotas.iter())
+            .map(|q| (q.policy.as_str(), q.name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [("team-mia", "cpu-budget"), ("team-mia", "pods-budget")]
+        );
+        let pods = &report.shared_quotas[1];
+        assert_eq!(pods.namespaces, ["mia", "mia-batch"]);
+        let r = &pods.resources["pods"];
+        assert_eq!(
+            (
+                r.used.as_str(),
+                r.allotted.as_str(),
+                r.hard.as_deref(),
+                r.percent
+            ),
+            ("10", "11", Some("10"), Some(100))
+        );
+        let cpu = &report.shared_quotas[0].resources["requests.cpu"];
+        assert_eq!((cpu.used.as_str(), cpu.percent), ("2500m", Some(125)));
+        for expected in [
+            "shared quota team-mia/pods-budget: pods is exhausted: 10 used of 10 across 2 namespaces; new requests are refused",
+            "shared quota team-mia/pods-budget: pods: the parts allow 11 in total, more than the budget of 10",
+            "shared quota team-mia/cpu-budget: requests.cpu is over budget: 2500m used of 2 across 2 namespaces; nothing new is admitted until use falls below it",
+        ] {
+            assert!(
+                report.findings.iter().any(|f| f == expected),
+                "{expected:?} not in {:#?}",
+                report.findings
+            );
+        }
+        // The table shows each fact the JSON carries.
+        let table = render(&report);
+        assert!(table.contains("\nSHARED QUOTAS"), "{table}");
+        let json = serde_json::to_value(&report).unwrap();
+        for q in json["sharedQuotas"].as_array().unwrap() {
+            let key = format!(
+                "{}/{}",
+                q["policy"].as_str().unwrap(),
+                q["name"].as_str().unwrap()
+            );
+            let line = table.lines().find(|l| l.starts_with(&key)).unwrap();
+            let namespaces: Vec<&str> = (q["namespaces"].as_array().unwrap().iter())
+                .map(|n| n.as_str().unwrap())
+                .collect();
+            assert!(line.ends_with(&namespaces.join(",")), "{line:?}");
+            for (resource, r) in q["resources"].as_object().unwrap() {
+                let facts = [&r["used"], &r["allotted"], &r["hard"]]
+                    .map(|v| v.as_str().unwrap().to_owned());
+                let percent = format!("{}%", r["percent"]);
+                assert!(
+                    line.contains(resource.as_str()) && line.contains(&percent),
+                    "{line:?}"
+                );
+                for fact in facts {
+                    assert!(
+                        line.contains(&format!(" {fact} ")),
+                        "{fact:?} missing in {line:?}"
+                    );
+                }
+            }
+        }
+        // A budget with no part in an audited namespace is not reported.
+        let report = audit(&inputs, &|n| n.name_any() == "other");
+        assert!(report.shared_quotas.is_empty());
+        assert!(!render(&report).contains("SHARED QUOTAS"));
+    }
+
+    #[test]
+    fn a_namespace_counts_once_in_the_quota_total_at_its_tightest_quota() {
+        let compute: ResourceQuota = obj(json!({"metadata": managed("compute", "team-mia"),
+            "spec": {"hard": {"requests.cpu": "10"}}}));
+        let inputs = mia(Inputs {
+            quotas: vec![
+                compute,
+                part(
+                    "mia",
+                    "budget",
+                    json!({"requests.cpu": "2"}),
+                    json!({"requests.cpu": "2"}),
+                    json!({}),
+                ),
+            ],
+            ..Default::default()
+        });
+        let report = audit(&inputs, &|_| true);
+        assert!(
+            report.findings.contains(&"quotas allow 2000m of requests.cpu in total, the nodes can allocate 0m (no nodes)".to_owned()),
+            "{:#?}",
+            report.findings
+        );
+    }
+
+    #[test]
+    fn sums_of_bytes_read_in_binary_units_when_exact() {
+        let m = |q: &str| quantity::milli(q).unwrap();
+        assert_eq!(format_sum("requests.memory", m("21474836480")), "20Gi");
+        assert_eq!(format_sum("requests.memory", m("1925185536")), "1836Mi");
+        assert_eq!(format_sum("requests.storage", m("1500")), "1500");
+        assert_eq!(format_sum("requests.memory", 0), "0");
+        assert_eq!(format_sum("requests.cpu", m("6600m")), "6600m");
+        assert_eq!(format_sum("pods", m("1024")), "1024");
+    }
+
+    #[test]
+    fn parts_left_by_a_policy_that_no_longer_declares_them_have_no_budget_and_no_finding() {
+        let inputs = Inputs {
+            namespaces: namespaces(&["mia"]),
+            quotas: vec![part(
+                "mia",
+                "gone",
+                json!({"pods": "3"}),
+                json!({"pods": "3"}),
+                json!({"pods": "3"}),
+            )],
+            ..Default::default()
+        };
+        let report = audit(&inputs, &|_| true);
+        let r = &report.shared_quotas[0].resources["pods"];
+        assert_eq!(
+            (r.used.as_str(), r.hard.as_deref(), r.percent),
+            ("3", None, None)
+        );
+        assert!(
+            !report
+                .findings
+                .iter()
+                .any(|f| f.starts_with("shared quota"))
+        );
+        let line = render(&report)
+            .lines()
+            .find(|l| l.starts_with("team-mia/gone"))
+            .map(str::to_owned);
+        assert!(
+            line.is_some_and(|l| l.contains(" - ")),
+            "no budget shown as -"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `tenantry plan`: what applying some TenantPolicies would do, computed with the controller's
-//! own selection and diff against the live cluster. The computation is pure ([`compute`]);
+//! own selection, shared-budget step and diff against the live cluster. The computation is pure
+//! ([`compute`]);
 //! [`run`] reads the files and the cluster, has the API server dry-run the policies and what they
 //! build (through the writer), and prints.
 
@@ -14,14 +15,14 @@ use serde_json::Value;
 
 use super::Output;
 use crate::adoption::{self, Decision, Existing};
-use crate::api::{AdoptionPolicy, TenantPolicy};
+use crate::api::{AdoptionPolicy, SHARED_QUOTA_LABEL, TenantPolicy};
 use crate::apply::Writer;
 use crate::diff::{self, Action, LiveIndex};
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
-use crate::resources::{Live, Owner};
-use crate::select::{self, Candidate, NamespaceInfo};
-use crate::validate;
+use crate::resources::{Kind, Live, ObjectKey, Owner};
+use crate::select::{self, Assignment, Candidate, NamespaceInfo};
+use crate::{shared_quotas, validate};
 
 /// One change to one object.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -64,11 +65,69 @@ pub struct ClusterState<'a> {
     pub policies: Vec<TenantPolicy>,
     pub namespaces: Vec<NamespaceInfo<'a>>,
     pub live: Vec<Live>,
+    /// The status (hard, used) of each ResourceQuota labelled [`SHARED_QUOTA_LABEL`] (the parts
+    /// of shared budgets), as the controller's cache keeps it for the allocator.
+    pub quota_status: BTreeMap<ObjectKey, Value>,
     /// Names of the cluster's StorageClasses.
     pub classes: BTreeSet<String>,
     /// Objects of the names the planned policies declare that lack Tenantry's labels (what
     /// adoption would take or leave).
     pub unmanaged: Vec<Existing>,
+}
+
+/// The cluster as the diff and the allocator see it, like the controller's caches.
+impl LiveIndex for ClusterState<'_> {
+    fn get(&self, key: &ObjectKey) -> Option<Live> {
+        LiveIndex::get(self.live.as_slice(), key)
+    }
+    fn labelled_for(
+        &self,
+        policy: &str,
+        keep: &dyn Fn(Kind, &str, &str) -> bool,
+    ) -> Vec<ObjectKey> {
+        self.live.as_slice().labelled_for(policy, keep)
+    }
+    fn quota_status(&self, key: &ObjectKey) -> Option<Value> {
+        self.quota_status.get(key).cloned()
+    }
+}
+
+/// What `me` would hold, as the controller computes it: selection against `candidates`, then the
+/// parts of its shared budgets, sized by the allocator as a controller just started (no memory)
+/// would size them in its first run.
+fn desired_for(
+    me: &Candidate,
+    candidates: &[Candidate],
+    owner: &Owner,
+    cluster: &ClusterState,
+) -> Assignment {
+    let mut assignment = select::assign(me, candidates, &cluster.namespaces, &cluster.classes);
+    let mut memories = shared_quotas::Memories::default();
+    let now = std::time::Instant::now();
+    shared_quotas::add_parts(owner, me.spec, &mut assignment, cluster, &mut memories, now);
+    assignment
+}
+
+/// The changes `me` would make given `candidates` (the policies in force).
+fn changes_for(
+    me: &Candidate,
+    candidates: &[Candidate],
+    owner: &Owner,
+    policy: &TenantPolicy,
+    cluster: &ClusterState,
+) -> (Assignment, Vec<Change>) {
+    let assignment = desired_for(me, candidates, owner, cluster);
+    let actions = diff::compute(
+        owner,
+        &assignment.desired,
+        cluster,
+        &assignment.handed_over,
+        policy.spec.deletion_policy,
+        &HashSet::new(),
+    )
+    .actions;
+    let changes = changes_of(&actions, cluster, owner, policy.spec.adoption_policy);
+    (assignment, changes)
 }
 
 fn as_candidates(set: &[(String, TenantPolicy)]) -> Vec<Candidate<'_>> {
@@ -212,47 +271,14 @@ pub fn compute(
             .expect("a candidate")
             .1;
         let owner = owner_of(policy, uid(me.name).as_deref());
-        let assignment =
-            select::assign(me, &after_candidates, &cluster.namespaces, &cluster.classes);
-        let actions = diff::compute(
-            &owner,
-            &assignment.desired,
-            cluster.live.as_slice(),
-            &assignment.handed_over,
-            policy.spec.deletion_policy,
-            &HashSet::new(),
-        )
-        .actions;
+        let (assignment, mut changes) = changes_for(me, &after_candidates, &owner, policy, cluster);
         let is_planned = planned_names.contains(me.name);
-        let adoption = policy.spec.adoption_policy;
-        let mut changes = changes_of(&actions, cluster, &owner, adoption);
         if !is_planned {
             // Only what the planned policies cause: drop what this policy would do anyway.
             let unchanged = before_candidates
                 .iter()
                 .find(|c| c.name == me.name)
-                .map(|c| {
-                    let a = select::assign(
-                        c,
-                        &before_candidates,
-                        &cluster.namespaces,
-                        &cluster.classes,
-                    );
-                    changes_of(
-                        &diff::compute(
-                            &owner,
-                            &a.desired,
-                            cluster.live.as_slice(),
-                            &a.handed_over,
-                            policy.spec.deletion_policy,
-                            &HashSet::new(),
-                        )
-                        .actions,
-                        cluster,
-                        &owner,
-                        adoption,
-                    )
-                });
+                .map(|c| changes_for(c, &before_candidates, &owner, policy, cluster).1);
             changes.retain(|c| !unchanged.as_ref().is_some_and(|u| u.contains(c)));
             if changes.is_empty() {
                 continue;
@@ -329,18 +355,22 @@ pub fn render(plans: &[PolicyPlan]) -> String {
     out
 }
 
+/// What [`read_cluster`] reads.
+pub struct ClusterRead {
+    pub policies: Vec<TenantPolicy>,
+    pub namespaces: Vec<kube::api::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>,
+    pub live: Vec<Live>,
+    pub quota_status: BTreeMap<ObjectKey, Value>,
+    pub classes: BTreeSet<String>,
+}
+
 /// Reads what the plan needs from the cluster: policies, namespace metadata, managed objects
-/// (StorageClasses among them) and the names of all StorageClasses.
-pub async fn read_cluster(
-    client: &kube::Client,
-) -> anyhow::Result<(
-    Vec<TenantPolicy>,
-    Vec<kube::api::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>,
-    Vec<Live>,
-    BTreeSet<String>,
-)> {
+/// (StorageClasses among them), the status of the shared budgets' parts and the names of all
+/// StorageClasses.
+pub async fn read_cluster(client: &kube::Client) -> anyhow::Result<ClusterRead> {
     use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
     use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use kube::ResourceExt;
     use kube::api::{Api, ListParams};
     let policies = Api::<TenantPolicy>::all(client.clone())
         .list(&ListParams::default())
@@ -352,19 +382,26 @@ pub async fn read_cluster(
         .items;
     async fn managed<K: crate::resources::ManagedResource>(
         client: &kube::Client,
-    ) -> anyhow::Result<Vec<Live>> {
+    ) -> anyhow::Result<Vec<K>> {
         let selector = ListParams::default().labels(crate::api::MANAGED_SELECTOR);
-        Ok(Api::<K>::all(client.clone())
-            .list(&selector)
-            .await?
-            .items
-            .iter()
-            .map(crate::resources::live_of)
-            .collect())
+        Ok(Api::<K>::all(client.clone()).list(&selector).await?.items)
     }
-    let mut live = managed::<LimitRange>(client).await?;
-    live.extend(managed::<ResourceQuota>(client).await?);
-    live.extend(managed::<PodDisruptionBudget>(client).await?);
+    let quotas = managed::<ResourceQuota>(client).await?;
+    let mut live: Vec<Live> = quotas.iter().map(crate::resources::live_of).collect();
+    let quota_status = quotas
+        .iter()
+        .filter(|q| q.labels().contains_key(SHARED_QUOTA_LABEL))
+        .map(|q| {
+            let status = serde_json::to_value(&q.status).unwrap_or_default();
+            (crate::resources::live_of(q).key, status)
+        })
+        .collect();
+    for lr in managed::<LimitRange>(client).await? {
+        live.push(crate::resources::live_of(&lr));
+    }
+    for pdb in managed::<PodDisruptionBudget>(client).await? {
+        live.push(crate::resources::live_of(&pdb));
+    }
     let classes = Api::<k8s_openapi::api::storage::v1::StorageClass>::all(client.clone())
         .list(&ListParams::default())
         .await?
@@ -379,7 +416,13 @@ pub async fn read_cluster(
         .iter()
         .filter_map(|c| c.metadata.name.clone())
         .collect();
-    Ok((policies, namespaces, live, names))
+    Ok(ClusterRead {
+        policies,
+        namespaces,
+        live,
+        quota_status,
+        classes: names,
+    })
 }
 
 /// Reads the objects of the names the planned policies declare that lack Tenantry's labels, in
@@ -503,9 +546,10 @@ pub async fn run(files: &[PathBuf], output: Output) -> anyhow::Result<bool> {
             .await
             .map_err(|e| anyhow::anyhow!(e))?;
     }
-    let (policies, namespaces, live, classes) = read_cluster(&client).await?;
+    let read = read_cluster(&client).await?;
     let no_labels = BTreeMap::new();
-    let namespaces: Vec<NamespaceInfo> = namespaces
+    let namespaces: Vec<NamespaceInfo> = read
+        .namespaces
         .iter()
         .map(|ns| NamespaceInfo {
             name: Cow::Borrowed(ns.metadata.name.as_deref().unwrap_or_default()),
@@ -515,10 +559,11 @@ pub async fn run(files: &[PathBuf], output: Output) -> anyhow::Result<bool> {
         .collect();
     let unmanaged = read_unmanaged(&client, &planned).await?;
     let cluster = ClusterState {
-        policies,
+        policies: read.policies,
         namespaces,
-        live,
-        classes,
+        live: read.live,
+        quota_status: read.quota_status,
+        classes: read.classes,
         unmanaged,
     };
     let plans = compute(&planned, &cluster).map_err(|e| anyhow::anyhow!(e))?;
@@ -556,7 +601,7 @@ async fn dry_run_objects(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::{Kind, ObjectKey, managed_labels};
+    use crate::resources::managed_labels;
     use serde_json::json;
 
     fn policy(name: &str, uid: &str, spec: Value) -> TenantPolicy {
@@ -565,6 +610,116 @@ mod tests {
             "metadata": {"name": name, "uid": uid}, "spec": spec,
         }))
         .unwrap()
+    }
+
+    fn namespace(name: &str) -> NamespaceInfo<'static> {
+        NamespaceInfo {
+            name: name.to_owned().into(),
+            labels: std::borrow::Cow::Owned(BTreeMap::from([("team".into(), "mia".into())])),
+            terminating: false,
+        }
+    }
+
+    /// A part of budget `budget` of policy `team`, as read: spec and status hard, status used.
+    fn part(namespace: &str, hard: &str, used: &str) -> (Live, Value) {
+        let owner = Owner {
+            name: "team".into(),
+            uid: "uid-team".into(),
+        };
+        let mut labels = managed_labels("team");
+        labels.insert(SHARED_QUOTA_LABEL.into(), "budget".into());
+        let live = Live {
+            key: ObjectKey {
+                kind: Kind::ResourceQuota,
+                namespace: namespace.into(),
+                name: "budget".into(),
+            },
+            uid: format!("uid-{namespace}"),
+            resource_version: "1".into(),
+            labels,
+            owner_references: vec![owner.owner_reference()],
+            spec: json!({"hard": {"pods": hard}}),
+            foreign_manager: None,
+            deleting: false,
+        };
+        let status = json!({"hard": {"pods": hard}, "used": {"pods": used}});
+        (live, status)
+    }
+
+    fn shared(pods: &str) -> Value {
+        json!({"namespaceSelector": {"matchLabels": {"team": "mia"}},
+            "sharedQuotas": [{"name": "budget", "hard": {"pods": pods}}]})
+    }
+
+    /// (action, namespace, kind/name, diff) of each change of the one plan.
+    fn listed(plans: &[PolicyPlan]) -> Vec<(String, String, String, Option<Value>)> {
+        plans
+            .iter()
+            .flat_map(|p| &p.changes)
+            .map(|c| {
+                let what = format!("{}/{}", c.kind, c.name);
+                (c.action.clone(), c.namespace.clone(), what, c.diff.clone())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shared_quota_parts_are_planned_as_the_controller_sizes_them() {
+        let cluster = |parts: Vec<(Live, Value)>, policies: Vec<TenantPolicy>| ClusterState {
+            policies,
+            namespaces: vec![namespace("a"), namespace("b")],
+            quota_status: parts
+                .iter()
+                .map(|(l, s)| (l.key.clone(), s.clone()))
+                .collect(),
+            live: parts.into_iter().map(|(l, _)| l).collect(),
+            classes: BTreeSet::new(),
+            unmanaged: Vec::new(),
+        };
+        // A new policy: a part per namespace, created at zero (sized once its use is known).
+        let empty = cluster(vec![], vec![]);
+        let plans = compute(&[policy("team", "", shared("20"))], &empty).unwrap();
+        let create = |ns: &str| {
+            (
+                "create".into(),
+                ns.into(),
+                "ResourceQuota/budget".into(),
+                None,
+            )
+        };
+        assert_eq!(listed(&plans), vec![create("a"), create("b")]);
+        assert!(render(&plans).contains("create   ResourceQuota/budget"));
+
+        // Converged at 20 pods: a part of 5 each (a chunk of hard/2n), a using 2 and b idle:
+        // both hold at least half the target headroom of 5.
+        let live_policy = policy("team", "uid-team", shared("20"));
+        let converged = cluster(
+            vec![part("a", "5", "2"), part("b", "5", "0")],
+            vec![live_policy.clone()],
+        );
+        let unchanged = compute(&[live_policy], &converged).unwrap();
+        assert_eq!(
+            listed(&unchanged),
+            vec![],
+            "a converged budget plans nothing"
+        );
+        // Raised to 40: a's headroom of 3 is below half the new target of 10 (40/4), so a grows
+        // to its use + 10; b's 5 is not below half of it: b is left alone.
+        let raised = compute(&[policy("team", "uid-team", shared("40"))], &converged).unwrap();
+        let update = |ns: &str, pods: &str| {
+            let diff = Some(json!({"hard": {"pods": pods}}));
+            (
+                "update".into(),
+                ns.into(),
+                "ResourceQuota/budget".into(),
+                diff,
+            )
+        };
+        assert_eq!(listed(&raised), vec![update("a", "12")]);
+        // Lowered to 6: the parts (10) exceed it; the largest surplus above use + target (1) is
+        // b's 4, and lowering b to 1 alone brings them to 6. a keeps its part.
+        let lowered = compute(&[policy("team", "uid-team", shared("6"))], &converged).unwrap();
+        assert_eq!(listed(&lowered), vec![update("b", "1")]);
     }
 
     #[test]
@@ -594,6 +749,7 @@ mod tests {
                 terminating: false,
             }],
             live: Vec::new(),
+            quota_status: BTreeMap::new(),
             classes: BTreeSet::new(),
             unmanaged: vec![quota("same", "10"), quota("other", "99")],
         };
@@ -682,6 +838,7 @@ mod tests {
                 terminating: false,
             }],
             live: vec![class],
+            quota_status: BTreeMap::new(),
             classes: BTreeSet::from(["fast".to_owned(), "legacy".to_owned()]),
             unmanaged: Vec::new(),
         };

@@ -57,12 +57,10 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeu
         return stall_invalid(&policy, ctx, problem).await;
     }
     let mut assignment = select_for(&policy, &ctx.stores);
-    let mut budgets = memory.budgets(|memories| {
-        let namespaces = &assignment.shared_namespaces;
-        let now = Instant::now();
-        shared_quotas::plan(&owner, &policy.spec, namespaces, &ctx.stores, memories, now)
+    let budgets = memory.budgets(|memories| {
+        let (live, now) = (&ctx.stores, Instant::now());
+        shared_quotas::add_parts(&owner, &policy.spec, &mut assignment, live, memories, now)
     });
-    assignment.desired.append(&mut budgets.desired);
     if let Err(problem) = dry_run_gate(&policy, &owner, ctx, &memory).await {
         return stall_invalid(&policy, ctx, problem).await;
     }

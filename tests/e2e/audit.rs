@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use kube::api::Api;
 
 use crate::harness::{
-    TestNamespace, client, eventually, kubeconfig_path, kubectl, kubectl_with_input,
+    Operator, TestNamespace, TestPolicy, client, eventually, kubeconfig_path, kubectl,
+    kubectl_with_input, unique_name,
 };
 
 fn audit(ns: &str) -> Value {
@@ -397,4 +398,93 @@ async fn audit_counts_an_unfinished_resize_as_quota_does() {
             .any(|f| f.as_str().unwrap().starts_with(&expected)),
         "{report}"
     );
+}
+
+/// Runs `tenantry audit -n <ns>` as text.
+fn audit_text(ns: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_tenantry"))
+        .args(["audit", "-n", ns])
+        .env("KUBECONFIG", kubeconfig_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into()
+}
+
+/// A shared budget of 4 pods over two namespaces, with 6 pods wanted in one: the audit sums the
+/// parts of both (auditing one of them), reports the budget exhausted, and its allotted parts
+/// within it.
+#[tokio::test]
+async fn audit_shows_a_shared_quotas_total_use_across_its_namespaces() {
+    let client = client().await;
+    crate::smoke::install_crd(&client).await;
+    let operator = Operator::start(&unique_name("audit-sq")).await;
+    let team = unique_name("team");
+    let a = TestNamespace::create_labelled(&client, "e2e-audit-sq-a", &[("e2e-team", &team)]).await;
+    let b = TestNamespace::create_labelled(&client, "e2e-audit-sq-b", &[("e2e-team", &team)]).await;
+    a.wait_for_default_service_account(&client).await;
+    let policy = TestPolicy::create(
+        &client,
+        &operator,
+        "audit-sq",
+        json!({"namespaceSelector": {"matchLabels": {"e2e-team": team}},
+            "sharedQuotas": [{"name": "team-pods", "hard": {"pods": "4"}}]}),
+    )
+    .await;
+    policy.wait_ready(&client).await;
+    apply(&json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": a.name},
+        "spec": {"replicas": 6, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]}}}}));
+    let name = a.name.clone();
+    let report = eventually("the whole budget in use", || {
+        let name = name.clone();
+        async move {
+            let report = audit(&name);
+            let used = &report["sharedQuotas"][0]["resources"]["pods"]["used"];
+            (used == "4").then_some(report)
+        }
+    })
+    .await;
+    let shared = report["sharedQuotas"].as_array().unwrap();
+    assert_eq!(shared.len(), 1, "{report:#}");
+    let q = &shared[0];
+    assert_eq!(
+        (&q["policy"], &q["name"]),
+        (&json!(policy.name), &json!("team-pods"))
+    );
+    let mut both = vec![a.name.clone(), b.name.clone()];
+    both.sort();
+    assert_eq!(
+        q["namespaces"],
+        json!(both),
+        "auditing a alone sums b's part too"
+    );
+    let pods = &q["resources"]["pods"];
+    assert_eq!(
+        (&pods["hard"], &pods["percent"]),
+        (&json!("4"), &json!(100))
+    );
+    let allotted: i128 = pods["allotted"].as_str().unwrap().parse().unwrap();
+    assert!(allotted <= 4, "the parts stay within the budget: {pods}");
+    let finding = format!(
+        "shared quota {}/team-pods: pods is exhausted: 4 used of 4 across 2 namespaces; new requests are refused",
+        policy.name
+    );
+    let findings = report["findings"].as_array().unwrap();
+    assert!(findings.contains(&json!(finding)), "{findings:#?}");
+
+    let table = audit_text(&a.name);
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&format!("{}/team-pods", policy.name)))
+        .unwrap_or_else(|| panic!("no shared quota line in\n{table}"));
+    println!("{table}");
+    assert!(table.contains("\nSHARED QUOTAS "), "{table}");
+    for fact in ["pods", " 4 ", "100%", &both.join(",")] {
+        assert!(line.contains(fact), "{fact:?} missing in {line:?}");
+    }
+    assert!(table.contains(&format!("- {finding}\n")), "{table}");
+    drop(policy);
 }
