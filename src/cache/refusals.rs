@@ -36,6 +36,12 @@ impl Refusals {
         entry.1 = now;
     }
 
+    /// The part was resized with what was refused in mind: later refusals are news.
+    pub fn forget(&self, namespace: &str, quota: &str) {
+        let mut map = self.0.lock().expect("not poisoned");
+        map.remove(&(namespace.to_owned(), quota.to_owned()));
+    }
+
     /// The largest request refused against this quota lately (empty when none).
     pub fn recent(&self, namespace: &str, quota: &str, now: Instant) -> Amounts {
         let map = self.0.lock().expect("not poisoned");
@@ -105,6 +111,9 @@ mod tests {
             cpu(100)
         );
         assert!(refusals.recent("b", "team", t0).is_empty());
+        refusals.forget("a", "team");
+        assert!(refusals.recent("a", "team", t0).is_empty());
+        refusals.record("a", "team", cpu(100), t0);
         let later = t0 + Duration::from_secs(1) + REMEMBERED_FOR + Duration::from_secs(1);
         assert!(refusals.recent("a", "team", later).is_empty());
     }
