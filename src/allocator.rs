@@ -481,7 +481,40 @@ fn share_headroom(available: Milli, step: Milli, lines: &[Line], slack: Milli) -
             sizes[i] = held(&sizes, i) + got;
         }
     }
+    fit_refused(&mut sizes, lines, free);
     sizes
+}
+
+/// Namespaces whose headroom is smaller than the request they were refused cannot use it: pool
+/// it (with what is free) for one of them at a time, the one missing least first, so that two
+/// namespaces each holding half of a request do not both wait for good. A namespace that gives
+/// is one that could not use what it gave.
+fn fit_refused(sizes: &mut [Milli], lines: &[Line], mut free: Milli) {
+    let headroom = |sizes: &[Milli], j: usize| (sizes[j] - lines[j].used).max(0);
+    let stuck = |sizes: &[Milli], j: usize| lines[j].refused > headroom(sizes, j);
+    let mut order: Vec<usize> = (0..lines.len()).filter(|&j| stuck(sizes, j)).collect();
+    order.sort_by_key(|&j| (lines[j].refused - headroom(sizes, j), &lines[j].namespace));
+    let mut fitted = vec![false; lines.len()];
+    for i in order {
+        let missing = lines[i].refused - headroom(sizes, i);
+        let givers: Vec<usize> = (0..lines.len())
+            .filter(|&j| j != i && !fitted[j] && stuck(sizes, j))
+            .collect();
+        let pooled: Milli = givers.iter().map(|&j| headroom(sizes, j)).sum();
+        if missing <= 0 || free.max(0) + pooled < missing {
+            continue;
+        }
+        let from_free = missing.min(free.max(0));
+        free -= from_free;
+        let mut still = missing - from_free;
+        for j in givers {
+            let give = headroom(sizes, j).min(still);
+            sizes[j] -= give;
+            still -= give;
+        }
+        sizes[i] += missing;
+        fitted[i] = true;
+    }
 }
 
 /// Parts planned above the budget: lowers them by `excess`, surplus above the target first, then
@@ -1063,6 +1096,35 @@ mod tests {
         assert_eq!(cluster.hard("a", PODS), 4000);
         assert_eq!(cluster.hard("b", PODS), 0);
         assert_eq!(cluster.settle(&budget, 2), 0, "no back and forth");
+    }
+
+    #[test]
+    fn two_namespaces_each_holding_half_of_a_refused_request_do_not_both_wait() {
+        let cpu = |m: Milli| amounts(&[("requests.cpu", m)]);
+        let budget = cpu(2000);
+        let mut cluster = Cluster::with_namespaces(&["a", "b"]);
+        for ns in ["a", "b"] {
+            let part = cluster.part(ns);
+            part.spec = Some(cpu(1000));
+            part.status = Some(cpu(1000));
+            part.used = cpu(950);
+            part.refused = cpu(100);
+        }
+        // The lowering that pays first, enforced; then the raise it paid for.
+        let mut writes = cluster.run(&budget);
+        cluster.copy_all();
+        writes.extend(cluster.run(&budget));
+        cluster.copy_all();
+        let headroom = [
+            cluster.headroom("a", "requests.cpu"),
+            cluster.headroom("b", "requests.cpu"),
+        ];
+        assert!(
+            headroom.contains(&100),
+            "one of them fits its 100m pod: {headroom:?} {writes:?}"
+        );
+        let sum = cluster.hard("a", "requests.cpu") + cluster.hard("b", "requests.cpu");
+        assert!(sum <= 2000, "{sum}");
     }
 
     #[test]

@@ -52,13 +52,6 @@ pub struct Planned {
     hard: Amounts,
 }
 
-impl Planned {
-    /// The part written.
-    pub fn key(&self) -> &ObjectKey {
-        &self.key
-    }
-}
-
 impl Memories {
     /// After the writes: the planned parts whose write was acknowledged, or whose outcome is
     /// unknown (a timeout may have landed), are unseen until the cache shows a newer version.

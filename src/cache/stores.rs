@@ -81,8 +81,12 @@ impl LiveIndex for Stores {
     }
 
     fn refused(&self, key: &ObjectKey) -> Amounts {
-        self.refusals
-            .recent(&key.namespace, &key.name, std::time::Instant::now())
+        let used = (self.quota_status(key))
+            .and_then(|s| serde_json::from_value(s.get("used")?.clone()).ok())
+            .and_then(|u| crate::allocator::amounts(&u).ok())
+            .unwrap_or_default();
+        let now = std::time::Instant::now();
+        self.refusals.pending(&key.namespace, &key.name, &used, now)
     }
 
     fn quota_status(&self, key: &ObjectKey) -> Option<serde_json::Value> {

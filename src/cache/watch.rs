@@ -248,12 +248,13 @@ pub fn refusals(
             let seen = match event {
                 Ok(watcher::Event::Apply(e) | watcher::Event::InitApply(e)) => {
                     let namespace = e.namespace().unwrap_or_default();
-                    e.message.as_deref().and_then(super::refusals::parse).map(
-                        |(quota, requested)| {
-                            refusals.record(&namespace, &quota, requested, Instant::now());
-                            (namespace, quota)
-                        },
-                    )
+                    // When it was last reported: a relist brings old Events too.
+                    let at = reported_at(&e);
+                    let refusal = e.message.as_deref().and_then(super::refusals::parse);
+                    at.zip(refusal).map(|(at, (quota, refusal))| {
+                        refusals.record(&namespace, &quota, refusal, at);
+                        (namespace, quota)
+                    })
                 }
                 Ok(_) => None,
                 Err(e) => {
@@ -263,6 +264,20 @@ pub fn refusals(
             };
             future::ready(seen)
         })
+}
+
+/// The monotonic instant an Event was last reported at, by its own timestamps against the wall
+/// clock; `None` when it is older than refusals are remembered, or carries no time.
+fn reported_at(event: &Event) -> Option<Instant> {
+    let last = event
+        .series
+        .as_ref()
+        .and_then(|s| s.last_observed_time.as_ref().map(|t| t.0))
+        .or(event.last_timestamp.as_ref().map(|t| t.0))
+        .or(event.event_time.as_ref().map(|t| t.0))?;
+    let age = k8s_openapi::jiff::Timestamp::now().duration_since(last);
+    let age = std::time::Duration::try_from(age).unwrap_or_default();
+    (age <= super::refusals::REMEMBERED_FOR).then(|| Instant::now() - age)
 }
 
 /// The policy a managed object's change concerns: the one named in its label.

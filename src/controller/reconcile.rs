@@ -90,11 +90,6 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeu
         budgets: budgets.states,
         budgets_settled: budgets.settled,
     };
-    // A part just resized has been made to fit what it refused before.
-    for planned in &budgets.planned {
-        let key = planned.key();
-        ctx.stores.refusals.forget(&key.namespace, &key.name);
-    }
     memory.budgets(|m| m.written(budgets.planned, &outcomes, Instant::now()));
     let mut report = memory.reported(|reported| report::report(facts, reported));
     drop(outcomes);
