@@ -1158,31 +1158,37 @@ fn print_table(results: &[Value]) {
     println!(
         "\nTenantry benchmark ({cores} cores, {memory:.0} GiB; control plane and controller on the same machine; median (min-max) of the runs)\n"
     );
-    println!(
-        "| N | runs | floor: POST | floor: apply | convergence | vs floor | propagation | vs floor | restart writes | restart to Ready | peak RSS | unselect p50/p99 | select p50/p99 | drift p50/p99 |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for r in results
+    let single: Vec<&Value> = results
         .iter()
         .filter(|r| r["fleet"].as_bool() != Some(true))
-    {
+        .collect();
+    if !single.is_empty() {
         println!(
-            "| {} | {} | {} | {} | {} | {:.2}x | {} | {:.2}x | {} | {:.2} s | {:.1} MiB | {} | {} | {} |",
-            r["namespaces"],
-            r["runs"],
-            spread(r, "floor_post_seconds"),
-            spread(r, "floor_apply_seconds"),
-            spread(r, "convergence_seconds"),
-            f(r, &["convergence_ratio"]),
-            spread(r, "propagation_seconds"),
-            f(r, &["propagation_ratio"]),
-            r["restart_writes"],
-            f(r, &["restart_ready_seconds"]),
-            f(r, &["peak_rss_mib"]),
-            p50_p99(r, "label_unselect_ms"),
-            p50_p99(r, "label_select_ms"),
-            p50_p99(r, "drift_ms"),
+            "| N | runs | floor: POST | floor: apply | convergence | vs floor | propagation | vs floor | restart writes | restart to Ready | peak RSS | unselect p50/p99 | select p50/p99 | drift p50/p99 |"
         );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for r in results
+            .iter()
+            .filter(|r| r["fleet"].as_bool() != Some(true))
+        {
+            println!(
+                "| {} | {} | {} | {} | {} | {:.2}x | {} | {:.2}x | {} | {:.2} s | {:.1} MiB | {} | {} | {} |",
+                r["namespaces"],
+                r["runs"],
+                spread(r, "floor_post_seconds"),
+                spread(r, "floor_apply_seconds"),
+                spread(r, "convergence_seconds"),
+                f(r, &["convergence_ratio"]),
+                spread(r, "propagation_seconds"),
+                f(r, &["propagation_ratio"]),
+                r["restart_writes"],
+                f(r, &["restart_ready_seconds"]),
+                f(r, &["peak_rss_mib"]),
+                p50_p99(r, "label_unselect_ms"),
+                p50_p99(r, "label_select_ms"),
+                p50_p99(r, "drift_ms"),
+            );
+        }
     }
     let fleets: Vec<&Value> = results
         .iter()
