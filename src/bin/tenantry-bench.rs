@@ -752,7 +752,7 @@ async fn floor_phase(
     post: &mut Vec<f64>,
     apply: &mut Vec<f64>,
 ) -> anyhow::Result<()> {
-    let order = if run % 2 == 0 {
+    let order = if run.is_multiple_of(2) {
         [Verb::Post, Verb::Apply]
     } else {
         [Verb::Apply, Verb::Post]
@@ -942,7 +942,7 @@ fn fleet_expected(baseline: &str, team: usize, run: &str) -> BTreeSet<(String, S
         ),
         ("PodDisruptionBudget/web".to_string(), baseline.to_string()),
     ]);
-    if team % 2 == 0 {
+    if team.is_multiple_of(2) {
         want.insert(("LimitRange/team-defaults".into(), team_policy));
     } else {
         want.insert(("LimitRange/defaults".into(), baseline.into()));
@@ -956,7 +956,7 @@ fn team_spec(run: &str, team: usize) -> Value {
         "namespaceSelector": {"matchLabels": {TEAM_LABEL: format!("{run}-{team}")}},
         "resourceQuotas": [{"name": "team-compute", "hard": compute_hard("30")}],
     });
-    if team % 2 == 0 {
+    if team.is_multiple_of(2) {
         spec["limitRanges"] = json!([{"name": "team-defaults", "limits": lr_limits("500m")}]);
     }
     spec
@@ -1230,7 +1230,7 @@ fn missed(r: &Value, args: &Args) -> Vec<String> {
         if ratio.is_nan() && r["fleet"].as_bool() == Some(true) {
             continue;
         }
-        if !(ratio <= args.target_ratio) {
+        if ratio.is_nan() || ratio > args.target_ratio {
             missed.push(format!(
                 "N={n}: {key} {ratio:.2}x > {:.2}x",
                 args.target_ratio
@@ -1252,7 +1252,7 @@ fn missed(r: &Value, args: &Args) -> Vec<String> {
         }
     }
     let rss = f(r, &["peak_rss_mib"]);
-    if n >= 10_000 && !(rss <= args.target_rss_mib) {
+    if n >= 10_000 && (rss.is_nan() || rss > args.target_rss_mib) {
         missed.push(format!(
             "N={n}: peak RSS {rss:.1} MiB > {:.0} MiB",
             args.target_rss_mib
