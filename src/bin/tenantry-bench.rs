@@ -585,8 +585,9 @@ async fn restart(
     args: &Args,
     operator: Operator,
     run: &str,
-    n: usize,
+    names: &[String],
 ) -> anyhow::Result<Restart> {
+    let n = names.len();
     let api: Api<TenantPolicy> = Api::all(client.clone());
     let canary = format!("canary-{run}");
     let spec = json!({"namespaceSelector": {"matchLabels": {CANARY_LABEL: run}},
@@ -594,6 +595,8 @@ async fn restart(
     api.create(&PostParams::default(), &policy_object(&canary, spec)?)
         .await?;
     await_ready(&api, &canary, 1, 0, Duration::from_secs(60)).await?;
+    // kube-controller-manager first finishes its status writes (quotas after propagation).
+    quiet(client, names, "the restart").await?;
     let before = snapshot(client, &canary).await?;
     operator.stop();
     let started = Instant::now();
@@ -902,7 +905,7 @@ async fn run_one(client: &Client, args: &Args, n: usize) -> anyhow::Result<Value
     let Convergence {
         operator, policy, ..
     } = last.context("at least one run")?;
-    let restarted = restart(client, args, operator, &run, n).await?;
+    let restarted = restart(client, args, operator, &run, &names).await?;
     let latency = latencies(client, args, &names[0], &run, &policy).await?;
     verify_end_state(client, &policy, &names, "25").await?;
     rss = rss.max(restarted.operator.peak_rss_mib());

@@ -550,7 +550,9 @@ impl Drop for TestClass {
 
 /// What the API server shows of Tenantry's writes: uid, resourceVersion and managedFields of every
 /// LimitRange, ResourceQuota and PDB in `namespaces` (whoever owns them), of the `policies`, and
-/// of the Events about them. Equal before and after means nothing was written, by anyone.
+/// of the Events about them. Equal before and after means nothing was written, by anyone. Taken
+/// once kube-controller-manager has caught up (every quota's status.hard is its spec, every PDB
+/// observed), so that its status writes are not mistaken for Tenantry's.
 pub async fn api_state(
     client: &Client,
     namespaces: &[&str],
@@ -559,6 +561,29 @@ pub async fn api_state(
     use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
     use k8s_openapi::api::policy::v1::PodDisruptionBudget;
     use kube::ResourceExt;
+    let lp = kube::api::ListParams::default();
+    for ns in namespaces {
+        let quotas = Api::<ResourceQuota>::namespaced(client.clone(), ns);
+        let pdbs = Api::<PodDisruptionBudget>::namespaced(client.clone(), ns);
+        eventually(
+            "kube-controller-manager's status of quotas and PDBs",
+            || {
+                let (quotas, pdbs, lp) = (quotas.clone(), pdbs.clone(), lp.clone());
+                async move {
+                    let quotas_done = quotas.list(&lp).await.ok()?.items.iter().all(|q| {
+                        q.status.as_ref().and_then(|s| s.hard.as_ref())
+                            == q.spec.as_ref().and_then(|s| s.hard.as_ref())
+                    });
+                    let pdbs_done = pdbs.list(&lp).await.ok()?.items.iter().all(|p| {
+                        p.status.as_ref().map(|s| s.observed_generation)
+                            == Some(p.metadata.generation)
+                    });
+                    (quotas_done && pdbs_done).then_some(())
+                }
+            },
+        )
+        .await;
+    }
     let mut state = std::collections::BTreeMap::new();
     let mut record = |key: String, meta: &kube::core::ObjectMeta| {
         let fields = serde_json::to_string(&meta.managed_fields).unwrap();
