@@ -71,6 +71,14 @@ struct Args {
     /// Target: peak RSS of the controller at N >= 10,000.
     #[arg(long, default_value_t = 64.0)]
     target_rss_mib: f64,
+    /// Profiling aid: only one POST floor over the namespaces labelled bench.tenantry.io/run=VALUE
+    /// (e.g. under the controller's service account, to compare both in the audit log); its
+    /// objects are left in place (labelled bench.tenantry.io/floor=true).
+    #[arg(long, hide = true)]
+    floor_only: Option<String>,
+    /// Profiling aid: delete what --floor-only left.
+    #[arg(long, hide = true)]
+    floor_cleanup: bool,
     /// Print the table of earlier runs' JSON files and check the targets instead of running.
     #[arg(long, num_args = 1..)]
     summarize: Vec<PathBuf>,
@@ -220,7 +228,14 @@ impl Operator {
             .unwrap_or(f64::NAN)
     }
 
-    fn stop(mut self) {
+    fn stop(self) {
+        drop(self);
+    }
+}
+
+/// A run that fails part-way leaves no controller behind.
+impl Drop for Operator {
+    fn drop(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
@@ -384,7 +399,7 @@ enum Verb {
 }
 
 /// The floor: 4·N writes of the declared objects (prefixed `floor-`) as tight as the client
-/// allows. Returns seconds; the objects are deleted afterwards (not measured).
+/// allows. Returns seconds; the caller deletes the objects (not measured).
 async fn floor(
     client: &Client,
     names: &[String],
@@ -435,7 +450,6 @@ async fn floor(
         .await?;
     let took = started.elapsed().as_secs_f64();
     eprintln!("[bench N={}] floor {verb:?}: {took:.2}s", names.len());
-    delete_floor(client, concurrency).await?;
     Ok(took)
 }
 
@@ -763,6 +777,7 @@ async fn floor_phase(
     for verb in order {
         quiet(client, names, &format!("floor {verb:?}")).await?;
         let took = floor(client, names, verb, concurrency).await?;
+        delete_floor(client, concurrency).await?;
         match verb {
             Verb::Post => post.push(took),
             Verb::Apply => apply.push(took),
@@ -1292,6 +1307,18 @@ async fn main() -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.out)?;
     let client = Client::try_default().await?;
+    if args.floor_cleanup {
+        return delete_floor(&client, args.concurrency).await;
+    }
+    if let Some(run) = &args.floor_only {
+        let lp = ListParams::default().labels(&format!("{BENCH_LABEL}={run}"));
+        let list = Api::<Namespace>::all(client.clone())
+            .list_metadata(&lp)
+            .await?;
+        let names: Vec<String> = list.items.iter().map(|n| n.name_any()).collect();
+        floor(&client, &names, Verb::Post, args.concurrency).await?;
+        return Ok(());
+    }
     for &n in &args.namespaces {
         let mut result = if args.fleet {
             run_fleet(&client, &args, n).await?
