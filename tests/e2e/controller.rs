@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 use tenantry::api::{MANAGED_BY_LABEL, POLICY_LABEL};
 
 use crate::harness::{
-    Namespaced, Operator, TestNamespace, TestPolicy, client, event_notes, eventually, kubectl,
-    kubectl_ok, ready_condition, unique_name, wait_event_notes, wait_gone, wait_present,
+    Canary, Namespaced, Operator, TestNamespace, TestPolicy, api_state, client, event_notes,
+    eventually, kubectl, kubectl_ok, ready_condition, unique_name, wait_event_notes, wait_gone,
+    wait_present,
 };
 use crate::smoke::install_crd;
 
@@ -449,6 +450,7 @@ async fn an_existing_object_we_do_not_own_is_untouched_and_reported() {
 #[tokio::test]
 async fn overlapping_policies_split_each_kind_by_priority_then_name_without_flapping() {
     let (client, operator) = setup("overlap").await;
+    let canary = Canary::create(&client, &operator).await;
     let ns = TestNamespace::create(&client, "e2e-overlap").await;
     let suffix = unique_name("o");
     let high = TestPolicy::create_named(&client, &operator, &format!("high-{suffix}"), json!({
@@ -525,25 +527,15 @@ async fn overlapping_policies_split_each_kind_by_priority_then_name_without_flap
     }
     assert!(!event_notes(&client, &low.name, "Shadowed").await.is_empty());
 
-    // No flapping: after a full round of reconciles of all four policies, nothing was written.
-    let writes = operator.object_and_status_writes();
-    let reconciles = operator.reconciles();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    namespaces
-        .patch(
-            &ns.name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"e2e.tenantry.io/poke": "1"}}})),
-        )
-        .await
-        .unwrap();
-    eventually("a reconcile of every policy", || async {
-        (operator.reconciles() >= reconciles + 4.0).then_some(())
-    })
-    .await;
+    // No flapping: after a full round of reconciles of all four policies (and the canary's),
+    // nothing was written, as the API server shows it.
+    let names = [&high, &low, &tie_a, &tie_b].map(|p| p.name.clone());
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let before = api_state(&client, &[&ns.name], &names).await;
+    let _canary_ns = canary.settle(&client, &operator, 5).await;
     assert_eq!(
-        operator.object_and_status_writes(),
-        writes,
+        api_state(&client, &[&ns.name], &names).await,
+        before,
         "a converged overlap must not write"
     );
 
@@ -566,6 +558,7 @@ async fn overlapping_policies_split_each_kind_by_priority_then_name_without_flap
 #[tokio::test]
 async fn a_restart_with_everything_converged_makes_zero_writes() {
     let (client, mut operator) = setup("restart").await;
+    let canary = Canary::create(&client, &operator).await;
     let a = TestNamespace::create(&client, "e2e-restart-a").await;
     let b = TestNamespace::create(&client, "e2e-restart-b").await;
     let policy = TestPolicy::create(
@@ -581,29 +574,28 @@ async fn a_restart_with_everything_converged_makes_zero_writes() {
     )
     .await;
     policy.wait_ready(&client).await;
-    assert!(
-        operator.object_and_status_writes() >= 7.0,
-        "6 objects and a status were written"
+    let before = api_state(&client, &[&a.name, &b.name], &[&policy.name]).await;
+    let tenantry =
+        |state: &BTreeMap<String, String>| state.keys().filter(|k| !k.starts_with("Event")).count();
+    assert_eq!(
+        tenantry(&before),
+        7,
+        "6 objects and the policy: {before:#?}"
     );
 
     operator.stop();
     let restarted = Operator::start(&operator.shard).await;
-    eventually("the restarted operator to reconcile the policy", || async {
-        (restarted.reconciles() >= 1.0).then_some(())
-    })
-    .await;
+    // The restarted operator's first reconcile of both policies, one more after the canary's
+    // namespace, and 10 s: the API server shows no write to any object, the policy or its Events.
+    let _canary_ns = canary.settle(&client, &restarted, 2).await;
     assert_eq!(
-        restarted.object_and_status_writes(),
-        0.0,
+        api_state(&client, &[&a.name, &b.name], &[&policy.name]).await,
+        before,
         "log: {}",
         restarted.log.display()
     );
-    assert_eq!(
-        restarted.metric("tenantry_api_writes_total", &[]),
-        0.0,
-        "no Events or finalizer writes either"
-    );
     drop(policy);
+    drop(canary);
     drop(restarted);
 }
 

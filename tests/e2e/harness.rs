@@ -276,8 +276,17 @@ impl Operator {
             .sum()
     }
 
+    /// Reconciles started (the fault suite counts retries with it).
+    #[allow(dead_code)]
     pub fn reconciles(&self) -> f64 {
         self.metric("tenantry_reconciles_total", &[])
+    }
+
+    /// Reconciles finished: the duration histogram is observed at the end of a reconcile, while
+    /// `tenantry_reconciles_total` counts at its start. Only a hint for when to look; what was
+    /// written is read from the API server ([`api_state`]).
+    pub fn reconciles_finished(&self) -> f64 {
+        self.metric("tenantry_reconcile_duration_seconds_count", &[])
     }
 
     /// The process id (for SIGSTOP/SIGCONT in the fault suite, which shares this harness).
@@ -573,5 +582,167 @@ impl Drop for TestClass {
             "--ignore-not-found",
             "--wait=false",
         ]);
+    }
+}
+
+/// What the API server shows of Tenantry's writes: uid, resourceVersion and managedFields of every
+/// LimitRange, ResourceQuota and PDB in `namespaces` (whoever owns them), of the `policies`, and
+/// of the Events about them. Equal before and after means nothing was written, by anyone. Taken
+/// once kube-controller-manager has caught up (every quota's status.hard is its spec, every PDB
+/// observed), so that its status writes are not mistaken for Tenantry's.
+pub async fn api_state(
+    client: &Client,
+    namespaces: &[&str],
+    policies: &[&str],
+) -> std::collections::BTreeMap<String, String> {
+    use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use kube::ResourceExt;
+    let lp = kube::api::ListParams::default();
+    for ns in namespaces {
+        let quotas = Api::<ResourceQuota>::namespaced(client.clone(), ns);
+        let pdbs = Api::<PodDisruptionBudget>::namespaced(client.clone(), ns);
+        eventually(
+            "kube-controller-manager's status of quotas and PDBs",
+            || {
+                let (quotas, pdbs, lp) = (quotas.clone(), pdbs.clone(), lp.clone());
+                async move {
+                    let quotas_done = quotas.list(&lp).await.ok()?.items.iter().all(|q| {
+                        q.status.as_ref().and_then(|s| s.hard.as_ref())
+                            == q.spec.as_ref().and_then(|s| s.hard.as_ref())
+                    });
+                    let pdbs_done = pdbs.list(&lp).await.ok()?.items.iter().all(|p| {
+                        p.status.as_ref().map(|s| s.observed_generation)
+                            == Some(p.metadata.generation)
+                    });
+                    (quotas_done && pdbs_done).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+    let mut state = std::collections::BTreeMap::new();
+    let mut record = |key: String, meta: &kube::core::ObjectMeta| {
+        let fields = serde_json::to_string(&meta.managed_fields).unwrap();
+        state.insert(
+            key,
+            format!("{:?} {:?} {fields}", meta.uid, meta.resource_version),
+        );
+    };
+    let lp = kube::api::ListParams::default();
+    for ns in namespaces {
+        let list = Api::<LimitRange>::namespaced(client.clone(), ns)
+            .list(&lp)
+            .await
+            .unwrap();
+        for o in list {
+            record(format!("LimitRange {ns}/{}", o.name_any()), &o.metadata);
+        }
+        let list = Api::<ResourceQuota>::namespaced(client.clone(), ns)
+            .list(&lp)
+            .await
+            .unwrap();
+        for o in list {
+            record(format!("ResourceQuota {ns}/{}", o.name_any()), &o.metadata);
+        }
+        let list = Api::<PodDisruptionBudget>::namespaced(client.clone(), ns)
+            .list(&lp)
+            .await
+            .unwrap();
+        for o in list {
+            record(
+                format!("PodDisruptionBudget {ns}/{}", o.name_any()),
+                &o.metadata,
+            );
+        }
+    }
+    let api = Api::<tenantry::api::TenantPolicy>::all(client.clone());
+    for name in policies {
+        let p = api.get(name).await.expect("get policy");
+        record(format!("TenantPolicy {name}"), &p.metadata);
+    }
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
+    for e in events.list(&lp).await.expect("list events") {
+        let about = e
+            .regarding
+            .as_ref()
+            .and_then(|r| r.name.as_deref())
+            .unwrap_or_default();
+        if policies.contains(&about) {
+            record(
+                format!(
+                    "Event {}/{}",
+                    e.namespace().unwrap_or_default(),
+                    e.name_any()
+                ),
+                &e.metadata,
+            );
+        }
+    }
+    state
+}
+
+/// A policy in an operator's shard that selects only namespaces with its own label: none until
+/// [`Canary::settle`] makes one. Its objects appearing there is something the operator must do,
+/// seen from outside, so tests can tell the operator has been reconciling without trusting what
+/// it reports about itself.
+pub struct Canary {
+    /// Held for its Drop (the policy is deleted with the canary).
+    _policy: TestPolicy,
+    label: String,
+}
+
+const CANARY_LABEL: &str = "e2e.tenantry.io/canary";
+
+impl Canary {
+    pub async fn create(client: &Client, operator: &Operator) -> Self {
+        let label = unique_name("canary");
+        let spec = serde_json::json!({
+            "namespaceSelector": {"matchLabels": {CANARY_LABEL: label}},
+            "limitRanges": [{"name": "canary", "limits": [{"type": "Container", "default": {"cpu": "100m"}}]}],
+        });
+        let policy = TestPolicy::create(client, operator, "canary", spec).await;
+        policy.wait_ready(client).await;
+        Self {
+            _policy: policy,
+            label,
+        }
+    }
+
+    /// Waits until `operator` has finished a reconcile of each of its `policies` (this canary
+    /// among them) that began after now, then 10 s more. How: first until it has finished
+    /// `policies` reconciles at all (a restarted operator's first round); then a new namespace
+    /// the canary selects (a namespace change triggers every policy) and the canary's
+    /// LimitRange in it (from the API server), and `policies` more finished reconciles; then an
+    /// observation window in which any late write would show. Returns the canary namespace.
+    pub async fn settle(
+        &self,
+        client: &Client,
+        operator: &Operator,
+        policies: usize,
+    ) -> TestNamespace {
+        let policies = policies as f64;
+        eventually("the operator's first reconciles", || async {
+            (operator.reconciles_finished() >= policies).then_some(())
+        })
+        .await;
+        let finished = operator.reconciles_finished();
+        let ns =
+            TestNamespace::create_labelled(client, "e2e-canary", &[(CANARY_LABEL, &self.label)])
+                .await;
+        let ranges: Api<k8s_openapi::api::core::v1::LimitRange> =
+            Api::namespaced(client.clone(), &ns.name);
+        eventually("the canary's LimitRange", || {
+            let ranges = ranges.clone();
+            async move { ranges.get_opt("canary").await.unwrap() }
+        })
+        .await;
+        eventually("a reconcile of every policy after the canary", || async {
+            (operator.reconciles_finished() >= finished + policies).then_some(())
+        })
+        .await;
+        // An observation window, not a stand-in for a condition: writes would show within it.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        ns
     }
 }
