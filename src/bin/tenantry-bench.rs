@@ -36,7 +36,7 @@ use kube::runtime::wait::await_condition;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tenantry::api::{POLICY_LABEL, TenantPolicy};
-use tenantry::controller::MANAGED_SELECTOR;
+use tenantry::api::MANAGED_SELECTOR;
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark Tenantry against the API server's own floor")]
