@@ -35,8 +35,8 @@ use kube::core::ApiResource;
 use kube::runtime::wait::await_condition;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use tenantry::api::{POLICY_LABEL, TenantPolicy};
 use tenantry::api::MANAGED_SELECTOR;
+use tenantry::api::{POLICY_LABEL, TenantPolicy};
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark Tenantry against the API server's own floor")]
