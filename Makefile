@@ -52,6 +52,7 @@ test-faults:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets --features e2e -- -D warnings
+	python3 hack/fn-lengths.py 120
 
 demo:
 	bash hack/demo.sh
