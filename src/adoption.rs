@@ -20,9 +20,7 @@ use serde_json::{Value, json};
 
 use crate::api::AdoptionPolicy;
 use crate::diff;
-use crate::resources::{
-    Desired, Kind, Live, Owner, live_of_dynamic, managed_labels, storage_class,
-};
+use crate::resources::{Desired, Kind, Live, Owner, live_of_dynamic, storage_class};
 
 /// An existing object of a declared name, as the adoption decision needs it.
 #[derive(Clone, Debug, PartialEq)]
@@ -132,18 +130,12 @@ fn refusal(
 /// references kept), the spec as declared when it differs, on the condition that the object is
 /// the one read (uid) and unchanged since (resourceVersion).
 fn adoption_patch(desired: &Desired, live: &Live, owner: &Owner, spec_differs: bool) -> Value {
-    let mut references: Vec<Value> = live
-        .owner_references
-        .iter()
-        .filter(|r| r.controller != Some(true))
-        .map(|r| serde_json::to_value(r).expect("serializes"))
-        .collect();
-    references.push(serde_json::to_value(owner.owner_reference()).expect("serializes"));
+    let references = crate::diff::with_owner_as_controller(live, owner);
     let mut patch = json!({
         "metadata": {
             "uid": live.uid,
             "resourceVersion": live.resource_version,
-            "labels": managed_labels(&owner.name),
+            "labels": desired.all_labels(owner),
             "ownerReferences": references,
         },
     });
@@ -193,6 +185,7 @@ pub fn changed_fields(kind: Kind, patch: &Value) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::resources::ObjectKey;
+    use crate::resources::managed_labels;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     use std::collections::BTreeMap;
 

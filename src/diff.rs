@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashSet};
 use serde_json::{Map, Value, json};
 
 use crate::api::{DeletionPolicy, MANAGED_BY_LABEL, POLICY_LABEL};
-use crate::resources::{Desired, Kind, Live, ObjectKey, Owner, managed_labels, storage_class};
+use crate::resources::{Desired, Kind, Live, ObjectKey, Owner, storage_class};
 
 /// Why an existing object is being rewritten although the policy did not change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -296,18 +296,25 @@ pub fn merge_patch(from: &Value, to: &Value) -> Value {
     }
 }
 
-fn replace_patch(d: &Desired, l: &Live, owner: &Owner) -> Value {
-    let mut references: Vec<Value> = l
+/// The live object's ownerReferences with its controller reference, whoever it names, replaced
+/// by `owner`'s (the others kept): for patches that take an object over.
+pub fn with_owner_as_controller(live: &Live, owner: &Owner) -> Vec<Value> {
+    let mut references: Vec<Value> = live
         .owner_references
         .iter()
         .filter(|r| r.controller != Some(true))
         .map(|r| serde_json::to_value(r).expect("serializes"))
         .collect();
     references.push(serde_json::to_value(owner.owner_reference()).expect("serializes"));
+    references
+}
+
+fn replace_patch(d: &Desired, l: &Live, owner: &Owner) -> Value {
+    let references = with_owner_as_controller(l, owner);
     let mut patch = json!({
         "metadata": {
             "resourceVersion": l.resource_version,
-            "labels": managed_labels(&owner.name),
+            "labels": d.all_labels(owner),
             "ownerReferences": references,
         },
     });
@@ -345,6 +352,7 @@ fn release_patch(l: &Live, owner: &Owner) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::managed_labels;
 
     fn owner() -> Owner {
         Owner {

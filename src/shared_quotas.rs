@@ -135,7 +135,7 @@ pub fn plan<L: LiveIndex + ?Sized>(
             budgets.settled = false;
             budgets
                 .desired
-                .extend(held_parts(item, namespaces, &parts, &unseen));
+                .extend(sized_parts(item, namespaces, &parts, &unseen));
             continue;
         }
         budgets.settled &= allocation.settled(memory);
@@ -181,18 +181,18 @@ pub fn add_parts<L: LiveIndex + ?Sized>(
     budgets
 }
 
-/// The parts while some are unseen: as last written, the others as they are.
-fn held_parts(
+/// Every part in the budget at the size `sizes` gives its namespace, else as it is.
+fn sized_parts(
     item: &SharedQuotaTemplate,
     namespaces: &BTreeSet<String>,
     parts: &[Part],
-    unseen: &BTreeMap<&str, &Amounts>,
+    sizes: &BTreeMap<&str, &Amounts>,
 ) -> Vec<Desired> {
     parts
         .iter()
         .filter(|p| namespaces.contains(&p.namespace))
         .filter_map(|p| {
-            let hard = unseen
+            let hard = sizes
                 .get(p.namespace.as_str())
                 .copied()
                 .or(p.spec.as_ref())?;
@@ -268,21 +268,7 @@ fn desired_parts(
             Write::Delete { .. } => None,
         })
         .collect();
-    parts
-        .iter()
-        .filter(|p| namespaces.contains(&p.namespace))
-        .filter_map(|p| {
-            let hard = written
-                .get(p.namespace.as_str())
-                .copied()
-                .or(p.spec.as_ref())?;
-            let labels = BTreeMap::from([(SHARED_QUOTA_LABEL.to_owned(), item.name.clone())]);
-            Some(
-                Desired::of(key(&p.namespace, item), shared_quota::build(item, hard))
-                    .with_labels(labels),
-            )
-        })
-        .collect()
+    sized_parts(item, namespaces, parts, &written)
 }
 
 #[cfg(test)]
