@@ -40,4 +40,5 @@ pub mod resources;
 pub mod select;
 pub mod shared_quotas;
 pub mod status;
+pub mod triggers;
 pub mod validate;

@@ -410,10 +410,22 @@ impl<K: ManagedResource> Lookup for Cached<K> {
 pub struct CachedNamespace {
     /// Shared with the objects in the namespace.
     pub name: Arc<str>,
-    pub labels: BTreeMap<String, String>,
+    /// Shared with what [`watch::Targets`] remembers of the namespace.
+    pub labels: Arc<BTreeMap<String, String>>,
     pub terminating: bool,
     /// See [`Compact::changed`].
     changed: bool,
+}
+
+impl CachedNamespace {
+    /// What selection reads, borrowed.
+    pub fn info(&self) -> crate::select::NamespaceInfo<'_> {
+        crate::select::NamespaceInfo {
+            name: Cow::Borrowed(&self.name),
+            labels: Cow::Borrowed(self.labels.as_ref()),
+            terminating: self.terminating,
+        }
+    }
 }
 
 impl Compact<PartialObjectMeta<Namespace>> for CachedNamespace {
@@ -421,7 +433,7 @@ impl Compact<PartialObjectMeta<Namespace>> for CachedNamespace {
         let meta = namespace.metadata;
         Self {
             name: name(meta.name),
-            labels: meta.labels.unwrap_or_default(),
+            labels: Arc::new(meta.labels.unwrap_or_default()),
             terminating: meta.deletion_timestamp.is_some(),
             changed: true,
         }
@@ -693,7 +705,10 @@ mod tests {
         );
         writer.apply_watcher_event(&first);
         let cached = store.get(&ObjectRef::new("mia")).unwrap();
-        assert_eq!(cached.labels, BTreeMap::from([("team".into(), "a".into())]));
+        assert_eq!(
+            *cached.labels,
+            BTreeMap::from([("team".into(), "a".into())])
+        );
         assert!(cached.changed() && !cached.terminating);
         let same = summarise(
             watcher::Event::Apply(namespace(json!({"team": "a"}), false)),

@@ -1,16 +1,17 @@
 //! The watches: each fills a cache and yields what changed in it, through one filter
 //! ([`changes`]), so that a resync or a status update costs no reconcile.
 //!
-//! - policies (by the controller's `--policy-selector`) and namespaces (metadata only): any
-//!   change can move overlaps anywhere, so they trigger every policy;
+//! - policies (by the controller's `--policy-selector`) and namespaces (metadata only): a change
+//!   triggers the policies it concerns ([`Targets`], [`crate::triggers`]);
 //! - managed LimitRanges, ResourceQuotas and PDBs (by Tenantry's label): a change triggers the
 //!   policy named in the object's label;
 //! - every StorageClass (few): a class appearing or going changes every allow-list quota.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use std::time::Instant;
 
@@ -25,9 +26,11 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::refusals::Refusals;
-use super::{Cached, Compact, Guarded, summarise, worth_a_reconcile};
+use super::{Cached, CachedNamespace, Compact, Guarded, summarise, worth_a_reconcile};
 use crate::fingerprint::fingerprint;
 use crate::resources::{ManagedResource, spec_fingerprint, storage_class};
+use crate::select::NamespaceInfo;
+use crate::triggers::{self, Footprint};
 
 /// Whether every registered watch has finished its first list. Tracked here rather than with
 /// `Store::wait_until_ready`, whose one-shot channel wakes only the last of several waiters.
@@ -84,22 +87,49 @@ pub enum Seen<'a, K> {
     Deleted(&'a K),
 }
 
+/// A change a watch passes on, by how it was seen.
+pub enum Change<K> {
+    /// In a (re)list, whose end triggers every policy anyway (see [`Synced::register`]).
+    Listed(K),
+    Applied(K),
+    Deleted(K),
+}
+
+impl<K> Change<K> {
+    pub fn object(&self) -> &K {
+        match self {
+            Change::Listed(o) | Change::Applied(o) | Change::Deleted(o) => o,
+        }
+    }
+
+    pub fn into_object(self) -> K {
+        match self {
+            Change::Listed(o) | Change::Applied(o) | Change::Deleted(o) => o,
+        }
+    }
+}
+
 /// The one watch filter: the objects `worth` accepts (every deletion is, for the caches below),
 /// in order; `listed` runs when a (re)list is complete and in the cache.
 pub fn changes<K>(
     events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     mut worth: impl FnMut(Seen<'_, K>) -> bool + Send + 'static,
     mut listed: impl FnMut() + Send + 'static,
-) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+) -> impl Stream<Item = Result<Change<K>, watcher::Error>> + Send + 'static
 where
     K: Send + 'static,
 {
     events.filter_map(move |event| {
         future::ready(match event {
-            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                worth(Seen::Applied(&o)).then_some(Ok(o))
+            Ok(watcher::Event::Apply(o)) => {
+                worth(Seen::Applied(&o)).then_some(Ok(Change::Applied(o)))
             }
-            Ok(watcher::Event::Delete(o)) => worth(Seen::Deleted(&o)).then_some(Ok(o)),
+            Ok(watcher::Event::InitApply(o)) => {
+                worth(Seen::Applied(&o)).then_some(Ok(Change::Listed(o)))
+            }
+            Ok(watcher::Event::Delete(o)) => {
+                worth(Seen::Deleted(&o)).then_some(Ok(Change::Deleted(o)))
+            }
             Ok(watcher::Event::InitDone) => {
                 listed();
                 None
@@ -138,7 +168,7 @@ pub fn cached<K, S>(
     listed: impl FnMut() + Send + 'static,
 ) -> (
     Store<S>,
-    impl Stream<Item = Result<S, watcher::Error>> + Send + 'static,
+    impl Stream<Item = Result<Change<S>, watcher::Error>> + Send + 'static,
 )
 where
     K: Resource + Clone + serde::de::DeserializeOwned + Debug + Send + 'static,
@@ -167,7 +197,7 @@ pub fn policies(
     listed: impl FnMut() + Send + 'static,
 ) -> (
     Store<Guarded>,
-    impl Stream<Item = Result<Guarded, watcher::Error>> + Send + 'static,
+    impl Stream<Item = Result<Change<Guarded>, watcher::Error>> + Send + 'static,
 ) {
     let mut config = watcher::Config::default();
     if let Some(selector) = selector {
@@ -218,7 +248,7 @@ pub fn storage_classes(
     (store, trigger_all(stream, all, "StorageClass"))
 }
 
-/// Drives a watch whose every change triggers all policies (namespaces, StorageClasses).
+/// Drives a watch whose every change triggers all policies (StorageClasses).
 pub fn trigger_all<K>(
     changes: impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
     all: mpsc::UnboundedSender<()>,
@@ -233,6 +263,102 @@ pub fn trigger_all<K>(
         }
         future::ready(())
     })
+}
+
+/// A namespace's labels and whether it was terminating.
+type SeenNamespace = (Arc<BTreeMap<String, String>>, bool);
+
+/// Turns namespace and policy changes into reconciles of the policies they concern
+/// ([`crate::triggers`]), remembering what each namespace and policy was when last seen.
+pub struct Targets {
+    /// Policies by name, as last seen by the policy watch (the only writer).
+    footprints: Mutex<BTreeMap<String, Footprint>>,
+    /// Namespaces as last seen. One deleted during a watch gap stays until a namespace of its
+    /// name appears again (an entry of two pointers; at worst one spurious trigger then).
+    namespaces: Mutex<HashMap<Arc<str>, SeenNamespace>>,
+    tx: mpsc::UnboundedSender<ObjectRef<Guarded>>,
+}
+
+impl Targets {
+    /// The targets, and the reconciles they ask for (to pass to `Controller::reconcile_on`).
+    pub fn new() -> (
+        Arc<Self>,
+        impl Stream<Item = ObjectRef<Guarded>> + Send + 'static,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let targets = Arc::new(Self {
+            footprints: Mutex::default(),
+            namespaces: Mutex::default(),
+            tx,
+        });
+        let requests =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+        (targets, requests)
+    }
+
+    fn reconcile(&self, policies: Vec<String>) {
+        for name in policies {
+            let _ = self.tx.send(ObjectRef::new(&name));
+        }
+    }
+
+    /// A policy's change (`namespaces`: the namespace cache, for what it selects). Called
+    /// before the controller sees the change, so that the changed policy's own reconcile, and
+    /// those asked for here, read the namespaces as they are now.
+    pub fn policy_changed(&self, change: &Change<Guarded>, namespaces: &Store<CachedNamespace>) {
+        let policy = change.object();
+        let name = policy.name_any();
+        let after = match (change, &policy.0) {
+            (Change::Deleted(_), _) => None,
+            (_, Ok(p)) => Some(Footprint::of(&p.spec)),
+            (_, Err(_)) => Some(Footprint::default()),
+        };
+        let mut footprints = self.footprints.lock().expect("not poisoned");
+        let before = match after.clone() {
+            Some(after) => footprints.insert(name.clone(), after),
+            None => footprints.remove(&name),
+        };
+        if matches!(change, Change::Listed(_)) {
+            return;
+        }
+        let others: Vec<(&str, &Footprint)> = (footprints.iter())
+            .filter(|(n, _)| **n != name)
+            .map(|(n, f)| (n.as_str(), f))
+            .collect();
+        let snapshot = namespaces.state();
+        let infos: Vec<NamespaceInfo> = snapshot.iter().map(|ns| ns.info()).collect();
+        let concerned = triggers::for_policy(before.as_ref(), after.as_ref(), &others, &infos);
+        drop(footprints);
+        self.reconcile(concerned);
+    }
+
+    /// A namespace's change, once it is in the namespace cache.
+    pub fn namespace_changed(&self, change: &Change<CachedNamespace>) {
+        let ns = change.object();
+        let seen = (ns.labels.clone(), ns.terminating);
+        let before = {
+            let mut namespaces = self.namespaces.lock().expect("not poisoned");
+            match change {
+                Change::Deleted(_) => namespaces.remove(&ns.name),
+                _ => namespaces.insert(ns.name.clone(), seen),
+            }
+        };
+        if matches!(change, Change::Listed(_)) {
+            return;
+        }
+        let before = before.map(|(labels, terminating)| NamespaceInfo {
+            name: Cow::Borrowed(&ns.name),
+            labels: Cow::Owned(labels.as_ref().clone()),
+            terminating,
+        });
+        let after = (!matches!(change, Change::Deleted(_))).then(|| ns.info());
+        let concerned = {
+            let footprints = self.footprints.lock().expect("not poisoned");
+            let policies = footprints.iter().map(|(n, f)| (n.as_str(), f));
+            triggers::for_namespace(before.as_ref(), after.as_ref(), policies)
+        };
+        self.reconcile(concerned);
+    }
 }
 
 /// The quota refusals controllers report (`FailedCreate` Events), recorded in `refusals`; yields
@@ -282,10 +408,10 @@ fn reported_at(event: &Event) -> Option<Instant> {
 
 /// The policy a managed object's change concerns: the one named in its label.
 pub fn policy_of<K: ManagedResource>(
-    change: Result<Cached<K>, watcher::Error>,
+    change: Result<Change<Cached<K>>, watcher::Error>,
 ) -> future::Ready<Option<ObjectRef<Guarded>>> {
     future::ready(match change {
-        Ok(object) => object.policy().map(ObjectRef::new),
+        Ok(change) => change.object().policy().map(ObjectRef::new),
         Err(e) => {
             warn!(kind = %K::KIND, error = %e, "managed-object watch failed; retrying with backoff");
             None

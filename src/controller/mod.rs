@@ -6,7 +6,7 @@ pub mod reconcile;
 
 use std::sync::Arc;
 
-use futures::{StreamExt, future};
+use futures::{StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, PartialObjectMeta};
@@ -22,7 +22,7 @@ use crate::api::MANAGED_SELECTOR;
 use crate::api::SharedQuotaStatus;
 use crate::apply::Writer;
 use crate::cache::refusals::Refusals;
-use crate::cache::watch::{self, CachesGone, Synced};
+use crate::cache::watch::{self, CachesGone, Synced, Targets};
 use crate::cache::{Cached, Guarded, Stores};
 use crate::leader::Leadership;
 use crate::metrics::{ErrorLabels, KindLabels, Metrics, SharedQuotaLabels};
@@ -136,26 +136,35 @@ pub async fn run(
     metrics: Arc<Metrics>,
     leadership: Arc<Leadership>,
 ) -> anyhow::Result<()> {
-    // Policy changes (spec, finalizers, deletion), namespace changes (labels, deletion) and
-    // StorageClass changes can move overlaps and allow-lists anywhere, so they trigger every
-    // policy (policies are few); so does every relist, which may have hidden deletions.
+    // StorageClass changes can move allow-lists anywhere, so they trigger every policy; so
+    // does every relist, which may have hidden deletions. Namespace and policy changes trigger
+    // the policies they concern (`targets`).
     let (all_tx, all_rx) = mpsc::unbounded_channel::<()>();
     let synced = Synced::new();
+    let (targets, targeted) = Targets::new();
 
-    let (policies, policy_changes) = watch::policies(
-        &client,
-        settings.policy_selector.as_deref(),
-        synced.register(&all_tx),
-    );
-    let policy_tx = all_tx.clone();
-    let policy_changes = policy_changes.inspect(move |_| {
-        let _ = policy_tx.send(());
-    });
     let (namespaces, namespace_changes) = watch::cached(
         Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
         watcher::Config::default(),
         synced.register(&all_tx),
     );
+    let (policies, policy_changes) = watch::policies(
+        &client,
+        settings.policy_selector.as_deref(),
+        synced.register(&all_tx),
+    );
+    let (policy_targets, selected) = (targets.clone(), namespaces.clone());
+    let policy_changes = policy_changes.map_ok(move |change| {
+        policy_targets.policy_changed(&change, &selected);
+        change.into_object()
+    });
+    tokio::spawn(namespace_changes.for_each(move |change| {
+        match change {
+            Ok(change) => targets.namespace_changed(&change),
+            Err(e) => warn!(error = %e, "namespace watch failed; retrying with backoff"),
+        }
+        future::ready(())
+    }));
     let managed = || watcher::Config::default().labels(MANAGED_SELECTOR);
     let (limit_ranges, limit_range_changes) = watch::cached(
         Api::<LimitRange>::all(client.clone()),
@@ -175,11 +184,6 @@ pub async fn run(
     let (storage_classes, class_driver) =
         watch::storage_classes(&client, synced.register(&all_tx), all_tx.clone());
     tokio::spawn(class_driver);
-    tokio::spawn(watch::trigger_all(
-        namespace_changes,
-        all_tx.clone(),
-        "namespace",
-    ));
     drop(all_tx);
 
     // A refused request in a shared budget's part: the policy holding it makes it fit.
@@ -229,6 +233,7 @@ pub async fn run(
         .reconcile_on(quota_changes.filter_map(watch::policy_of))
         .reconcile_on(pdb_changes.filter_map(watch::policy_of))
         .reconcile_on(refused)
+        .reconcile_on(targeted)
         .reconcile_all_on(coalesced(all_rx))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)

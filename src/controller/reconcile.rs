@@ -138,14 +138,7 @@ fn select_for(policy: &TenantPolicy, stores: &Stores) -> Assignment {
     candidates.push(Candidate::new(&name, &policy.spec).expect("validated"));
     let me = candidates.last().expect("this policy was just added");
     let snapshot = stores.namespaces.state();
-    let namespaces: Vec<NamespaceInfo> = snapshot
-        .iter()
-        .map(|ns| NamespaceInfo {
-            name: std::borrow::Cow::Borrowed(&ns.name),
-            labels: std::borrow::Cow::Borrowed(&ns.labels),
-            terminating: ns.terminating,
-        })
-        .collect();
+    let namespaces: Vec<NamespaceInfo> = snapshot.iter().map(|ns| ns.info()).collect();
     select::assign(me, &candidates, &namespaces, &stores.cluster_classes())
 }
 
