@@ -164,6 +164,61 @@ fn subset(expected: &Value, live: &Value) -> bool {
     }
 }
 
+/// CPU-seconds each process of the control plane (pid files in `$TENANTRY_STATE`, as
+/// `hack/cluster.sh` writes them) and `client` have used so far, by the kernel's accounting
+/// (/proc), not by anything the processes report: where a phase's work went.
+fn cpu_seconds(client: u32) -> BTreeMap<String, f64> {
+    static TICKS: std::sync::LazyLock<f64> = std::sync::LazyLock::new(|| {
+        let out = Command::new("getconf").arg("CLK_TCK").output();
+        out.ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    });
+    let state = std::env::var("TENANTRY_STATE").unwrap_or_else(|_| ".tenantry".into());
+    let of = |pid: u32| -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command (which may hold spaces): utime and stime are 14 and 15.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        Some(ticks / *TICKS)
+    };
+    let mut used = BTreeMap::new();
+    for process in ["etcd", "kube-apiserver", "kube-controller-manager"] {
+        let pid = std::fs::read_to_string(format!("{state}/{process}.pid")).ok();
+        if let Some(cpu) = pid.and_then(|p| p.trim().parse().ok()).and_then(of) {
+            used.insert(process.to_string(), cpu);
+        }
+    }
+    if let Some(cpu) = of(client) {
+        used.insert("client".to_string(), cpu);
+    }
+    used
+}
+
+/// The CPU-seconds of each measured phase (see [`cpu_seconds`]), for the results.
+static PHASE_CPU: std::sync::Mutex<Vec<Value>> = std::sync::Mutex::new(Vec::new());
+
+/// Records what the processes used between `before` (a [`cpu_seconds`] sample) and now.
+fn record_cpu(phase: &str, took: f64, client: u32, before: &BTreeMap<String, f64>) {
+    let after = cpu_seconds(client);
+    let used: BTreeMap<&String, f64> = after
+        .iter()
+        .map(|(k, v)| {
+            (
+                k,
+                ((v - before.get(k).copied().unwrap_or(0.0)) * 100.0).round() / 100.0,
+            )
+        })
+        .collect();
+    eprintln!("[bench] {phase}: {took:.2}s, CPU-seconds {used:?}");
+    PHASE_CPU
+        .lock()
+        .expect("not poisoned")
+        .push(json!({"phase": phase, "seconds": took, "cpu_seconds": used}));
+}
+
 /// The controller under test, as a process, so its RSS and restarts are real.
 struct Operator {
     child: Child,
@@ -419,6 +474,7 @@ async fn floor(
             })
         })
         .collect();
+    let cpu = cpu_seconds(std::process::id());
     let started = Instant::now();
     futures::stream::iter(writes)
         .map(|(ns, resource, object)| {
@@ -450,6 +506,7 @@ async fn floor(
         .await?;
     let took = started.elapsed().as_secs_f64();
     eprintln!("[bench N={}] floor {verb:?}: {took:.2}s", names.len());
+    record_cpu(&format!("floor {verb:?}"), took, std::process::id(), &cpu);
     Ok(took)
 }
 
@@ -808,6 +865,7 @@ async fn convergence(
     let name = format!("bench-{run}-{index}");
     let limit = Duration::from_secs(120 + n as u64 / 5);
     quiet(client, names, "convergence").await?;
+    let cpu = cpu_seconds(operator.child.id());
     let started = Instant::now();
     let spec = policy_spec(json!({BENCH_LABEL: run}), "20");
     policies
@@ -816,6 +874,7 @@ async fn convergence(
     await_ready(&policies, &name, 1, n, limit).await?;
     let convergence = started.elapsed().as_secs_f64();
     eprintln!("[bench N={n}] convergence {convergence:.2}s");
+    record_cpu("convergence", convergence, operator.child.id(), &cpu);
     verify_end_state(client, &name, names, "20").await?;
 
     quiet(client, names, "propagation").await?;
@@ -937,6 +996,7 @@ async fn run_one(client: &Client, args: &Args, n: usize) -> anyhow::Result<Value
         "restart_writes": restarted.writes, "restart_objects_checked": restarted.checked, "restart_ready_seconds": restarted.ready_seconds,
         "restart_reacted_seconds": restarted.reacted_seconds,
         "peak_rss_mib": rss, "end_state_verified": true,
+        "phase_cpu": std::mem::take(&mut *PHASE_CPU.lock().expect("not poisoned")),
     });
     merge(&mut result, latency);
     Ok(result)
