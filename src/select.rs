@@ -188,6 +188,34 @@ pub fn class_owner<'c, 'a>(
         .min_by(|a, b| precedence(a, b))
 }
 
+/// Of the objects `policy` holds in namespaces it does not select (`held`), those that the
+/// policy winning their kind there declares under the same name: handed over (the winner takes
+/// them in place, as in a namespace the policy selects and loses) rather than deleted or
+/// released, so that a namespace moving from one team's policy to another's is never without
+/// its quota, and nobody waits for a deletion to finish before creating the same object again.
+pub fn wanted_elsewhere<'n>(
+    policy: &str,
+    held: Vec<ObjectKey>,
+    candidates: &[Candidate],
+    namespace: impl Fn(&str) -> Option<NamespaceInfo<'n>>,
+    cluster_classes: &BTreeSet<String>,
+) -> Vec<ObjectKey> {
+    held.into_iter()
+        .filter(|key| {
+            let Some(ns) = namespace(&key.namespace) else {
+                return false;
+            };
+            let selecting: Vec<&Candidate> = (candidates.iter())
+                .filter(|c| c.name != policy && c.selects(&ns))
+                .collect();
+            (Section::ALL.into_iter())
+                .filter(|s| s.kind() == key.kind)
+                .filter_map(|s| winner(s, &selecting).map(|w| (s, w)))
+                .any(|(s, w)| s.names(w.spec, cluster_classes).contains(&key.name))
+        })
+        .collect()
+}
+
 /// A section a policy sets in a namespace it selects but another policy wins.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Shadowed {
@@ -565,5 +593,49 @@ mod tests {
             assert_eq!(index.selecting(n), scanned, "{}", n.name);
         }
         assert_eq!(index.selecting(&namespaces[1]), vec![0, 3, 4]);
+    }
+
+    #[test]
+    fn objects_left_behind_are_handed_to_the_winner_that_declares_their_name() {
+        let quota = |name: &str, team: &str| {
+            spec(
+                json!({"priority": 10, "namespaceSelector": {"matchLabels": {"team": team}},
+                "resourceQuotas": [{"name": name, "hard": {"pods": "10"}}]}),
+            )
+        };
+        let (a, b, c) = (
+            quota("team-compute", "a"),
+            quota("team-compute", "b"),
+            quota("other", "c"),
+        );
+        let candidates = vec![
+            Candidate::new("a", &a).unwrap(),
+            Candidate::new("b", &b).unwrap(),
+            Candidate::new("c", &c).unwrap(),
+        ];
+        let held = |namespace: &str, kind: Kind, name: &str| ObjectKey {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        let namespaces = [ns("to-b", &[("team", "b")]), ns("to-c", &[("team", "c")])];
+        let lookup = |name: &str| namespaces.iter().find(|n| n.name == name).cloned();
+        let handed = wanted_elsewhere(
+            "a",
+            vec![
+                held("to-b", Kind::ResourceQuota, "team-compute"),
+                held("to-b", Kind::LimitRange, "team-compute"),
+                held("to-c", Kind::ResourceQuota, "team-compute"),
+                held("gone", Kind::ResourceQuota, "team-compute"),
+            ],
+            &candidates,
+            lookup,
+            &BTreeSet::new(),
+        );
+        assert_eq!(
+            handed,
+            [held("to-b", Kind::ResourceQuota, "team-compute")],
+            "only the same kind and name, declared by the winner there"
+        );
     }
 }

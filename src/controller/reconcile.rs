@@ -8,6 +8,7 @@ use std::time::Instant;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action as Requeue;
 use kube::runtime::finalizer::Event as FinalizerEvent;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
@@ -17,7 +18,7 @@ use crate::apply::{DRY_RUN_NAMESPACE, NotOwned, Outcome, Taking};
 use crate::cache::{Guarded, Stores};
 use crate::diff::{self, LiveIndex};
 use crate::report::{self, EventNote, Facts, Severity};
-use crate::resources::{Owner, templates};
+use crate::resources::{Kind, Owner, templates};
 use crate::select::{self, Assignment, Candidate, NamespaceInfo};
 use crate::shared_quotas;
 use crate::status::{self, Summary};
@@ -139,7 +140,24 @@ fn select_for(policy: &TenantPolicy, stores: &Stores) -> Assignment {
     let me = candidates.last().expect("this policy was just added");
     let snapshot = stores.namespaces.state();
     let namespaces: Vec<NamespaceInfo> = snapshot.iter().map(|ns| ns.info()).collect();
-    select::assign(me, &candidates, &namespaces, &stores.cluster_classes())
+    let classes = stores.cluster_classes();
+    let mut assignment = select::assign(me, &candidates, &namespaces, &classes);
+    let held = stores.labelled_for(&name, &|kind, ns, _| {
+        kind != Kind::StorageClass && !assignment.selected.contains(ns)
+    });
+    if !held.is_empty() {
+        let namespace = |name: &str| {
+            let ns = stores.namespaces.get(&ObjectRef::new(name))?;
+            Some(NamespaceInfo {
+                name: std::borrow::Cow::Owned(ns.name.to_string()),
+                labels: std::borrow::Cow::Owned(ns.labels.as_ref().clone()),
+                terminating: ns.terminating,
+            })
+        };
+        let handed = select::wanted_elsewhere(&name, held, &candidates, namespace, &classes);
+        assignment.handed_over.extend(handed);
+    }
+    assignment
 }
 
 /// How the writer treats existing objects of declared names that Tenantry does not own.

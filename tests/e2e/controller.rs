@@ -532,7 +532,7 @@ async fn overlapping_policies_split_each_kind_by_priority_then_name_without_flap
     let names = [&high, &low, &tie_a, &tie_b].map(|p| p.name.clone());
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let before = api_state(&client, &[&ns.name], &names).await;
-    let _canary_ns = canary.settle(&client, &operator, 5).await;
+    let _canary_ns = canary.settle(&client, &operator, 5, &[&ns.name]).await;
     assert_eq!(
         api_state(&client, &[&ns.name], &names).await,
         before,
@@ -585,9 +585,11 @@ async fn a_restart_with_everything_converged_makes_zero_writes() {
 
     operator.stop();
     let restarted = Operator::start(&operator.shard).await;
-    // The restarted operator's first reconcile of both policies, one more after the canary's
-    // namespace, and 10 s: the API server shows no write to any object, the policy or its Events.
-    let _canary_ns = canary.settle(&client, &restarted, 2).await;
+    // The restarted operator's first reconcile of both policies, one more after its namespaces
+    // and the canary's changed, and 10 s: the API server shows no write to any object, the policy or its Events.
+    let _canary_ns = canary
+        .settle(&client, &restarted, 2, &[&a.name, &b.name])
+        .await;
     assert_eq!(
         api_state(&client, &[&a.name, &b.name], &[&policy.name]).await,
         before,
@@ -634,4 +636,103 @@ async fn status_columns_and_kubectl_wait_show_the_policy() {
     }
     let types: Vec<&str> = status.conditions.iter().map(|c| c.type_.as_str()).collect();
     assert_eq!(types, ["Ready", "Reconciling", "Stalled"]);
+}
+
+#[tokio::test]
+async fn a_namespace_moving_between_teams_keeps_its_quota_in_place() {
+    let (client, operator) = setup("move").await;
+    let team = unique_name("t");
+    let (from, to) = (format!("{team}-a"), format!("{team}-b"));
+    let ns = TestNamespace::create_labelled(&client, "e2e-move", &[("e2e-team", &from)]).await;
+    let policy = |label: &str, pods: &str, deletion: &str| {
+        json!({"namespaceSelector": {"matchLabels": {"e2e-team": label}},
+            "deletionPolicy": deletion,
+            "resourceQuotas": [quota("team-compute", pods)],
+            "limitRanges": [defaults_limit_range(&format!("{label}-defaults"))]})
+    };
+    // Leaving under Retain: the quota must be handed over, not released to nobody.
+    let a = TestPolicy::create(&client, &operator, "move-a", policy(&from, "10", "Retain")).await;
+    let b = TestPolicy::create(&client, &operator, "move-b", policy(&to, "20", "Delete")).await;
+    a.wait_ready(&client).await;
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &ns.name);
+    let before = wait_present::<ResourceQuota>(&client, &ns.name, "team-compute").await;
+
+    // A sampler from outside: the quota is listed every 20 ms until the move is complete.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = tokio::spawn({
+        let (quotas, done) = (quotas.clone(), done.clone());
+        async move {
+            let (mut samples, mut missing) = (0, 0);
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                let listed = quotas.list(&Default::default()).await.unwrap();
+                samples += 1;
+                if !listed.items.iter().any(|q| q.name_any() == "team-compute") {
+                    missing += 1;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            (samples, missing)
+        }
+    });
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let flip = json!({"metadata": {"labels": {"e2e-team": to}}});
+    namespaces
+        .patch(&ns.name, &PatchParams::default(), &Patch::Merge(flip))
+        .await
+        .unwrap();
+    let after = eventually("the quota to be team b's, as b declares it", || {
+        let quotas = quotas.clone();
+        let b = b.name.clone();
+        async move {
+            let q = quotas.get_opt("team-compute").await.unwrap()?;
+            let pods = q.spec.as_ref()?.hard.as_ref()?.get("pods")?.0.clone();
+            (q.labels().get(POLICY_LABEL) == Some(&b) && pods == "20").then_some(q)
+        }
+    })
+    .await;
+    let limit_ranges = eventually("a's LimitRange released, b's in place", || {
+        let client = client.clone();
+        let ns = ns.name.clone();
+        async move {
+            let m = managed::<LimitRange>(&client, &ns).await;
+            (m.len() == 1).then_some(m)
+        }
+    })
+    .await;
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let (samples, missing) = sampler.await.unwrap();
+    eprintln!("quota sampled {samples} times during the move, missing {missing} times");
+    assert!(samples > 0);
+    assert_eq!(
+        missing, 0,
+        "the namespace was without its quota during the move"
+    );
+    assert_eq!(
+        after.uid(),
+        before.uid(),
+        "taken over in place, not recreated"
+    );
+    let owners: Vec<String> = after
+        .owner_references()
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    assert_eq!(
+        owners,
+        std::slice::from_ref(&b.name),
+        "b is the only owner now"
+    );
+    assert_eq!(
+        limit_ranges,
+        BTreeMap::from([(format!("{to}-defaults"), b.name.clone())])
+    );
+    // a's own LimitRange, which b does not declare, was released under a's Retain.
+    let released: LimitRange = Api::namespaced(client.clone(), &ns.name)
+        .get(&format!("{from}-defaults"))
+        .await
+        .unwrap();
+    assert!(released.labels().get(MANAGED_BY_LABEL).is_none());
+    b.wait_ready(&client).await;
+    let status = a.wait_ready(&client).await;
+    assert_eq!(status.selected_namespaces, 0);
 }

@@ -711,15 +711,18 @@ impl Canary {
 
     /// Waits until `operator` has finished a reconcile of each of its `policies` (this canary
     /// among them) that began after now, then 10 s more. How: first until it has finished
-    /// `policies` reconciles at all (a restarted operator's first round); then a new namespace
-    /// the canary selects (a namespace change triggers every policy) and the canary's
-    /// LimitRange in it (from the API server), and `policies` more finished reconciles; then an
-    /// observation window in which any late write would show. Returns the canary namespace.
+    /// `policies` reconciles at all (a restarted operator's first round); then a label no policy
+    /// selects on is set on each of `namespaces` (a namespace change triggers every policy that
+    /// selects it: give the namespaces the other policies select), and `policies - 1` more
+    /// finished reconciles; then a new namespace the canary selects and the canary's LimitRange
+    /// in it (from the API server: the operator is still at work); then an observation window
+    /// in which any late write would show. Returns the canary namespace.
     pub async fn settle(
         &self,
         client: &Client,
         operator: &Operator,
         policies: usize,
+        namespaces: &[&str],
     ) -> TestNamespace {
         let policies = policies as f64;
         eventually("the operator's first reconciles", || async {
@@ -727,6 +730,22 @@ impl Canary {
         })
         .await;
         let finished = operator.reconciles_finished();
+        let poke =
+            serde_json::json!({"metadata": {"labels": {"e2e.tenantry.io/poke": unique_name("p")}}});
+        let all: Api<Namespace> = Api::all(client.clone());
+        for ns in namespaces {
+            let patch = kube::api::Patch::Merge(&poke);
+            all.patch(ns, &kube::api::PatchParams::default(), &patch)
+                .await
+                .unwrap();
+        }
+        eventually(
+            "a reconcile of every policy after the label change",
+            || async {
+                (operator.reconciles_finished() >= finished + policies - 1.0).then_some(())
+            },
+        )
+        .await;
         let ns =
             TestNamespace::create_labelled(client, "e2e-canary", &[(CANARY_LABEL, &self.label)])
                 .await;
@@ -735,10 +754,6 @@ impl Canary {
         eventually("the canary's LimitRange", || {
             let ranges = ranges.clone();
             async move { ranges.get_opt("canary").await.unwrap() }
-        })
-        .await;
-        eventually("a reconcile of every policy after the canary", || async {
-            (operator.reconciles_finished() >= finished + policies).then_some(())
         })
         .await;
         // An observation window, not a stand-in for a condition: writes would show within it.

@@ -300,7 +300,7 @@ async fn competing_writers_are_outlasted_and_writes_return_to_zero(client: &Clie
     // 10 s, the API server shows no write to any object or the policy.
     let namespaces: Vec<&str> = names.iter().map(String::as_str).collect();
     let before = api_state(client, &namespaces, &[&policy.name]).await;
-    let _canary_ns = canary.settle(client, &operator, 2).await;
+    let _canary_ns = canary.settle(client, &operator, 2, &namespaces).await;
     assert_eq!(
         api_state(client, &namespaces, &[&policy.name]).await,
         before,
