@@ -4,7 +4,8 @@
 //! Data flows one way, each step its own module:
 //!
 //! ```text
-//! cache::watch   watches fill the caches (cache, cache::stores) and say what changed
+//! cache::watch   watches fill the caches (cache, cache::stores) and say what changed, and
+//!                triggers which policies a change concerns
 //!   -> select    which namespaces a policy governs and which policy wins each kind there
 //!   -> resources build the desired objects, one builder per kind; shared_quotas sizes the parts
 //!                of shared budgets with the allocator
@@ -16,7 +17,7 @@
 //!   -> status    the summary -> kstatus conditions and counts
 //! ```
 //!
-//! All of them but `cache::watch`, `apply` and `controller` (which sequences the steps:
+//! All of them (and `triggers`) but `cache::watch`, `apply` and `controller` (which sequences the steps:
 //! `controller::reconcile`) are pure, and unit-tested without a client. `cli` holds the
 //! `plan` and `audit` commands.
 
