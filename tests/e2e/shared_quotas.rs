@@ -33,7 +33,7 @@ async fn setup(prefix: &str) -> (Client, Operator) {
     (client, Operator::start(&unique_name(prefix)).await)
 }
 
-fn milli(quota: &ResourceQuota, field: &str, resource: &str) -> Option<i128> {
+pub(crate) fn milli(quota: &ResourceQuota, field: &str, resource: &str) -> Option<i128> {
     let map = match field {
         "spec" => quota.spec.as_ref()?.hard.as_ref()?,
         "status" => quota.status.as_ref()?.hard.as_ref()?,
@@ -43,7 +43,7 @@ fn milli(quota: &ResourceQuota, field: &str, resource: &str) -> Option<i128> {
 }
 
 /// Non-terminal pods of the run (what quota counts), per namespace.
-async fn pods(client: &Client, run: &str) -> Vec<Pod> {
+pub(crate) async fn pods(client: &Client, run: &str) -> Vec<Pod> {
     let params = ListParams::default().labels(&format!("{RUN_LABEL}={run}"));
     Api::<Pod>::all(client.clone())
         .list(&params)
@@ -58,7 +58,7 @@ async fn pods(client: &Client, run: &str) -> Vec<Pod> {
         .collect()
 }
 
-async fn parts(client: &Client, policy: &str) -> Vec<ResourceQuota> {
+pub(crate) async fn parts(client: &Client, policy: &str) -> Vec<ResourceQuota> {
     let params =
         ListParams::default().labels(&format!("{POLICY_LABEL}={policy},{SHARED_QUOTA_LABEL}"));
     Api::<ResourceQuota>::all(client.clone())
@@ -72,11 +72,11 @@ async fn parts(client: &Client, policy: &str) -> Vec<ResourceQuota> {
 /// (milli-units; pods count 1000 each), and the largest sum of enforced parts (max of spec.hard
 /// and status.hard, per part).
 #[derive(Default, Debug)]
-struct Maxima {
-    samples: usize,
-    pods: usize,
-    requested: i128,
-    enforced: i128,
+pub(crate) struct Maxima {
+    pub samples: usize,
+    pub pods: usize,
+    pub requested: i128,
+    pub enforced: i128,
 }
 
 /// What quota counts of `resource` for these pods (the test's pods have one container each).
@@ -93,7 +93,7 @@ fn requested(pods: &[Pod], resource: &str) -> i128 {
 }
 
 /// Samples every 50 ms until `stop`.
-fn sampler(
+pub(crate) fn sampler(
     client: Client,
     run: String,
     policy: String,
@@ -124,7 +124,7 @@ fn sampler(
     })
 }
 
-fn deployment(
+pub(crate) fn deployment(
     name: &str,
     run: &str,
     replicas: i32,
@@ -188,7 +188,7 @@ async fn wait_pods_within(
     started.elapsed()
 }
 
-fn in_namespace(pods: &[Pod], namespace: &str) -> usize {
+pub(crate) fn in_namespace(pods: &[Pod], namespace: &str) -> usize {
     pods.iter()
         .filter(|p| p.namespace().as_deref() == Some(namespace))
         .count()
@@ -456,7 +456,7 @@ async fn a_cpu_budget_counts_the_limit_range_defaults_and_is_never_exceeded() {
 }
 
 /// The parts as "namespace:spec/status/used" of `resource`, for messages.
-async fn describe(client: &Client, policy: &str, resource: &str) -> String {
+pub(crate) async fn describe(client: &Client, policy: &str, resource: &str) -> String {
     parts(client, policy)
         .await
         .iter()
