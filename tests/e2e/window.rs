@@ -160,6 +160,47 @@ fn scaler(
     })
 }
 
+/// Both parts enforced as written and the budget used up (or over), as status says: what the
+/// parts' `status.used` count then.
+async fn settled(client: &Client, policy: &TestPolicy) -> Option<usize> {
+    let parts = parts(client, &policy.name).await;
+    let enforced = parts.len() == 2
+        && parts.iter().all(|q| {
+            milli(q, "spec", "pods").is_some()
+                && milli(q, "spec", "pods") == milli(q, "status", "pods")
+        });
+    let status = policy.get(client).await.status?;
+    let budget = status.shared_quotas.first()?;
+    let exhausted = budget.namespaces == 2 && budget.exhausted == ["pods"];
+    let counted: i128 = parts.iter().filter_map(|q| milli(q, "used", "pods")).sum();
+    (enforced && exhausted).then_some((counted / 1000) as usize)
+}
+
+/// Each pod the watch saw created, with its creation revision.
+fn creations(events: &Recorded<Pod>) -> Vec<(String, u64)> {
+    let events = events.lock().unwrap();
+    (events.iter())
+        .filter_map(|(_, e)| match e {
+            WatchEvent::Added(p) => Some((p.name_any(), revision(p))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Pod creations the window policy refused in `namespace`, as the ReplicaSet controller reports
+/// them (FailedCreate Events, aggregated with a count).
+async fn refused_by_the_window_policy(client: &Client, namespace: &str) -> i32 {
+    let events = Api::<Event>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .expect("list events");
+    (events.items.iter())
+        .filter(|e| e.reason.as_deref() == Some("FailedCreate"))
+        .filter(|e| e.message.as_deref().unwrap_or("").contains(WINDOW_REFUSAL))
+        .map(|e| e.count.unwrap_or(1))
+        .sum()
+}
+
 /// A member namespace running [`MEMBER_PODS`] in a budget of [`BUDGET`] pods; a second namespace
 /// joins it while its Deployment scales up to far more than the budget.
 async fn join_while_scaling(client: &Client, operator: &Operator) -> Measured {
@@ -232,18 +273,8 @@ async fn join_while_scaling(client: &Client, operator: &Operator) -> Measured {
 
     // Scaling on until the budget is settled: both parts enforced as written and the budget
     // used up (or over), as status says.
-    let counted = eventually("the budget to settle with the joiner in it", || async {
-        let parts = parts(client, &policy.name).await;
-        let enforced = parts.len() == 2
-            && parts.iter().all(|q| {
-                milli(q, "spec", "pods").is_some()
-                    && milli(q, "spec", "pods") == milli(q, "status", "pods")
-            });
-        let status = policy.get(client).await.status?;
-        let budget = status.shared_quotas.first()?;
-        let exhausted = budget.namespaces == 2 && budget.exhausted == ["pods"];
-        let counted: i128 = parts.iter().filter_map(|q| milli(q, "used", "pods")).sum();
-        (enforced && exhausted).then_some((counted / 1000) as usize)
+    let counted = eventually("the budget to settle with the joiner in it", || {
+        settled(client, &policy)
     })
     .await;
     stop_scaling.store(true, Ordering::Relaxed);
@@ -257,15 +288,8 @@ async fn join_while_scaling(client: &Client, operator: &Operator) -> Measured {
         .map(|p| p.name_any())
         .collect();
     // Every pod there is has been seen created by the watch.
-    let creations = eventually("the watch to have seen every pod's creation", || async {
-        let events = pod_events.lock().unwrap();
-        let added: Vec<(String, u64)> = events
-            .iter()
-            .filter_map(|(_, e)| match e {
-                WatchEvent::Added(p) => Some((p.name_any(), revision(p))),
-                _ => None,
-            })
-            .collect();
+    let created_pods = eventually("the watch to have seen every pod's creation", || async {
+        let added = creations(&pod_events);
         let seen = |name: &String| added.iter().any(|(n, _)| n == name);
         joined.iter().all(seen).then_some(added)
     })
@@ -276,18 +300,8 @@ async fn join_while_scaling(client: &Client, operator: &Operator) -> Measured {
         (joined.len() as i32) < replicas,
         "the Deployment wanted more than was admitted (it was still scaling up)"
     );
-    let events = Api::<Event>::namespaced(client.clone(), &joiner.name)
-        .list(&ListParams::default())
-        .await
-        .expect("list events");
-    let refused_in_window = events
-        .items
-        .iter()
-        .filter(|e| e.reason.as_deref() == Some("FailedCreate"))
-        .filter(|e| e.message.as_deref().unwrap_or("").contains(WINDOW_REFUSAL))
-        .map(|e| e.count.unwrap_or(1))
-        .sum();
-    let count = |keep: &dyn Fn(u64) -> bool| creations.iter().filter(|(_, r)| keep(*r)).count();
+    let refused_in_window = refused_by_the_window_policy(client, &joiner.name).await;
+    let count = |keep: &dyn Fn(u64) -> bool| created_pods.iter().filter(|(_, r)| keep(*r)).count();
     let measured = Measured {
         before: count(&|r| r < created),
         within: count(&|r| r > created && r < enforced),
