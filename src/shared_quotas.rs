@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use crate::allocator::{self, Allocation, Amounts, Part, Write};
 use crate::api::{
-    FailureReason, LimitType, SHARED_QUOTA_LABEL, SharedQuotaStatus, SharedQuotaTemplate,
-    TenantPolicySpec,
+    ENFORCED_LABEL, FailureReason, LimitType, SHARED_QUOTA_LABEL, SharedQuotaStatus,
+    SharedQuotaTemplate, TenantPolicySpec,
 };
 use crate::apply::Outcome;
 use crate::diff::LiveIndex;
@@ -232,13 +232,25 @@ fn sized_parts(
                 .get(p.namespace.as_str())
                 .copied()
                 .or(p.spec.as_ref())?;
-            Some(part(item, &p.namespace, hard))
+            Some(part(item, &p.namespace, hard, enforced(p)))
         })
         .collect()
 }
 
-fn part(item: &SharedQuotaTemplate, namespace: &str, hard: &Amounts) -> Desired {
-    let labels = BTreeMap::from([(SHARED_QUOTA_LABEL.to_owned(), item.name.clone())]);
+/// Whether kube-controller-manager has written the part's `status.hard` for every resource of
+/// its spec, as the cache shows it (false for a part to create).
+fn enforced(part: &Part) -> bool {
+    match (&part.spec, &part.status) {
+        (Some(spec), Some(status)) => spec.keys().all(|r| status.contains_key(r)),
+        _ => false,
+    }
+}
+
+fn part(item: &SharedQuotaTemplate, namespace: &str, hard: &Amounts, enforced: bool) -> Desired {
+    let labels = BTreeMap::from([
+        (SHARED_QUOTA_LABEL.to_owned(), item.name.clone()),
+        (ENFORCED_LABEL.to_owned(), enforced.to_string()),
+    ]);
     Desired::of(key(namespace, item), shared_quota::build(item, hard)).with_labels(labels)
 }
 
@@ -391,6 +403,7 @@ mod tests {
         for d in &first.desired {
             assert_eq!(d.key.name, "budget");
             assert_eq!(d.labels.as_ref().unwrap()[SHARED_QUOTA_LABEL], "budget");
+            assert_eq!(d.labels.as_ref().unwrap()[ENFORCED_LABEL], "false");
         }
         assert!(!first.settled);
         let live = Index(vec![
@@ -418,6 +431,10 @@ mod tests {
             total > 0 && total <= 20_000,
             "parts sum to {total} milli-pods"
         );
+        // Their status seen: relabelled in the same write that sizes them.
+        for d in &second.desired {
+            assert_eq!(d.labels.as_ref().unwrap()[ENFORCED_LABEL], "true");
+        }
         assert_eq!(second.states[0].namespaces, 2);
     }
 
