@@ -238,7 +238,8 @@ fn audited(state: &Path, namespace: &str) -> Audited {
     }
     assert!(
         !audited.part_created.is_empty(),
-        "the part's creation is audited"
+        "the part's creation is not in the audit log: a control plane started before \
+         hack/cluster.sh audited pod and quota creations? make cluster-down cluster-up"
     );
     audited
 }
