@@ -162,9 +162,10 @@ up() {
     --quota-backend-bytes 8589934592 --listen-metrics-urls "" --log-level warn
   wait_for "etcd health" 60 curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$etcd_port/health"
 
-  # Audit only what Tenantry's own service account does: the RBAC test reads it to prove that
-  # every verb in the ClusterRole is used; the adoption test reads the bodies of its patches to
-  # governed kinds, to see the uid and resourceVersion they are guarded by.
+  # Audit what Tenantry's own service account does: the RBAC test reads it to prove that every
+  # verb in the ClusterRole is used; the adoption test reads the bodies of its patches to
+  # governed kinds, to see the uid and resourceVersion they are guarded by. And pod creations and
+  # quota creations and patches by anyone, as metadata.
   cat > "$state/audit-policy.yaml" <<AUDIT
 apiVersion: audit.k8s.io/v1
 kind: Policy
@@ -178,6 +179,15 @@ rules:
       - {group: policy, resources: [poddisruptionbudgets]}
   - level: Metadata
     users: ["system:serviceaccount:tenantry-system:tenantry"]
+  # Who created which pod, and created or patched which quota, and when (to the microsecond):
+  # the window test (tests/e2e/window.rs) orders the pod creations in a joining namespace
+  # against its part's creation and Tenantry's first write to it.
+  - level: Metadata
+    verbs: [create]
+    resources: [{group: "", resources: [pods]}]
+  - level: Metadata
+    verbs: [create, patch]
+    resources: [{group: "", resources: [resourcequotas]}]
   - level: None
 AUDIT
   log "starting kube-apiserver on https://127.0.0.1:$api_port"

@@ -15,7 +15,8 @@ use serde_json::Value;
 
 use crate::allocator::{self, Allocation, Amounts, Part, Write};
 use crate::api::{
-    FailureReason, SHARED_QUOTA_LABEL, SharedQuotaStatus, SharedQuotaTemplate, TenantPolicySpec,
+    ENFORCED_LABEL, FailureReason, LimitType, SHARED_QUOTA_LABEL, SharedQuotaStatus,
+    SharedQuotaTemplate, TenantPolicySpec,
 };
 use crate::apply::Outcome;
 use crate::diff::LiveIndex;
@@ -95,10 +96,12 @@ pub struct Budgets {
 
 /// Sizes the parts of every budget of `spec` among `namespaces` (where the policy wins
 /// sharedQuotas), from what `live` shows of them; `memories` is updated for the next run.
+/// `bounded`: the namespaces where the policy's LimitRanges apply (it wins limitRanges there).
 pub fn plan<L: LiveIndex + ?Sized>(
     owner: &Owner,
     spec: &TenantPolicySpec,
     namespaces: &BTreeSet<String>,
+    bounded: &BTreeSet<String>,
     live: &L,
     memories: &mut Memories,
     now: Instant,
@@ -121,7 +124,11 @@ pub fn plan<L: LiveIndex + ?Sized>(
         let Ok(budget) = allocator::amounts(&item.hard) else {
             continue;
         };
-        let parts = observe(owner, item, namespaces, live);
+        let mut parts = observe(owner, item, namespaces, live);
+        let largest = pod_max(spec, &budget);
+        for p in parts.iter_mut().filter(|p| bounded.contains(&p.namespace)) {
+            p.pod_max = largest.clone();
+        }
         let memory = memories.allocators.entry(item.name.clone()).or_default();
         let allocation = allocator::allocate(&budget, &parts, memory);
         let state = allocation.usage.to_status(&item.name, &budget);
@@ -176,9 +183,38 @@ pub fn add_parts<L: LiveIndex + ?Sized>(
     now: Instant,
 ) -> Budgets {
     let namespaces = &assignment.shared_namespaces;
-    let mut budgets = plan(owner, spec, namespaces, live, memories, now);
+    let bounded: BTreeSet<String> = (assignment.desired.iter())
+        .filter(|d| d.key.kind == Kind::LimitRange)
+        .map(|d| d.key.namespace.clone())
+        .collect();
+    let mut budgets = plan(owner, spec, namespaces, &bounded, live, memories, now);
     assignment.desired.append(&mut budgets.desired);
     budgets
+}
+
+/// The most one pod may request of each resource of `budget` under the policy's LimitRanges:
+/// the smallest `max` of their `type: Pod` items (every LimitRange in a namespace applies, and
+/// LimitRanger bounds a pod's requests and limits alike, so `requests.cpu`, `limits.cpu` and
+/// `cpu` are all bounded by the `cpu` max). Resources no such item bounds are left out.
+pub fn pod_max(spec: &TenantPolicySpec, budget: &Amounts) -> Amounts {
+    let items = (spec.limit_ranges.iter())
+        .flat_map(|l| &l.limits)
+        .filter(|item| item.type_ == LimitType::Pod);
+    let mut largest = Amounts::new();
+    for item in items {
+        for resource in budget.keys() {
+            let name = (resource.strip_prefix("requests."))
+                .or_else(|| resource.strip_prefix("limits."))
+                .unwrap_or(resource);
+            let max = item.max.as_ref().and_then(|m| m.get(name));
+            let Some(max) = max.and_then(|q| crate::quantity::milli(&q.0)) else {
+                continue;
+            };
+            let entry = largest.entry(resource.clone()).or_insert(max);
+            *entry = (*entry).min(max);
+        }
+    }
+    largest
 }
 
 /// Every part in the budget at the size `sizes` gives its namespace, else as it is.
@@ -196,13 +232,25 @@ fn sized_parts(
                 .get(p.namespace.as_str())
                 .copied()
                 .or(p.spec.as_ref())?;
-            Some(part(item, &p.namespace, hard))
+            Some(part(item, &p.namespace, hard, enforced(p)))
         })
         .collect()
 }
 
-fn part(item: &SharedQuotaTemplate, namespace: &str, hard: &Amounts) -> Desired {
-    let labels = BTreeMap::from([(SHARED_QUOTA_LABEL.to_owned(), item.name.clone())]);
+/// Whether kube-controller-manager has written the part's `status.hard` for every resource of
+/// its spec, as the cache shows it (false for a part to create).
+fn enforced(part: &Part) -> bool {
+    match (&part.spec, &part.status) {
+        (Some(spec), Some(status)) => spec.keys().all(|r| status.contains_key(r)),
+        _ => false,
+    }
+}
+
+fn part(item: &SharedQuotaTemplate, namespace: &str, hard: &Amounts, enforced: bool) -> Desired {
+    let labels = BTreeMap::from([
+        (SHARED_QUOTA_LABEL.to_owned(), item.name.clone()),
+        (ENFORCED_LABEL.to_owned(), enforced.to_string()),
+    ]);
     Desired::of(key(namespace, item), shared_quota::build(item, hard)).with_labels(labels)
 }
 
@@ -241,6 +289,7 @@ fn observe<L: LiveIndex + ?Sized>(
             used: field(status.as_ref(), "used").unwrap_or_default(),
             selected,
             refused: live.refused(&key),
+            pod_max: Amounts::new(),
         }
     };
     let mut parts: Vec<Part> = namespaces.iter().map(|ns| part(ns, true)).collect();
@@ -345,6 +394,7 @@ mod tests {
             &owner(),
             &spec,
             &names(&["a", "b"]),
+            &BTreeSet::new(),
             &Index(vec![]),
             &mut memories,
             Instant::now(),
@@ -353,6 +403,7 @@ mod tests {
         for d in &first.desired {
             assert_eq!(d.key.name, "budget");
             assert_eq!(d.labels.as_ref().unwrap()[SHARED_QUOTA_LABEL], "budget");
+            assert_eq!(d.labels.as_ref().unwrap()[ENFORCED_LABEL], "false");
         }
         assert!(!first.settled);
         let live = Index(vec![
@@ -363,6 +414,7 @@ mod tests {
             &owner(),
             &spec,
             &names(&["a", "b"]),
+            &BTreeSet::new(),
             &live,
             &mut memories,
             Instant::now(),
@@ -379,7 +431,72 @@ mod tests {
             total > 0 && total <= 20_000,
             "parts sum to {total} milli-pods"
         );
+        // Their status seen: relabelled in the same write that sizes them.
+        for d in &second.desired {
+            assert_eq!(d.labels.as_ref().unwrap()[ENFORCED_LABEL], "true");
+        }
         assert_eq!(second.states[0].namespaces, 2);
+    }
+
+    #[test]
+    fn the_largest_pod_is_the_smallest_pod_max_of_the_policys_limit_ranges() {
+        let spec: TenantPolicySpec = serde_json::from_value(json!({
+            "limitRanges": [
+                {"name": "a", "limits": [
+                    {"type": "Container", "max": {"cpu": "1"}},
+                    {"type": "Pod", "max": {"cpu": "2", "memory": "4Gi"}},
+                ]},
+                {"name": "b", "limits": [{"type": "Pod", "max": {"cpu": "1500m"}}]},
+            ],
+            "sharedQuotas": [{"name": "budget", "hard": {"requests.cpu": "4"}}],
+        }))
+        .unwrap();
+        let budget = Amounts::from([
+            ("requests.cpu".to_owned(), 10_000),
+            ("limits.memory".to_owned(), 8 << 40),
+            ("pods".to_owned(), 5000),
+        ]);
+        // A Container max bounds containers, not a pod (it may have many): not counted.
+        assert_eq!(
+            pod_max(&spec, &budget),
+            Amounts::from([
+                ("requests.cpu".to_owned(), 1500),
+                ("limits.memory".to_owned(), 4000 << 30),
+            ])
+        );
+        // Only where the policy's LimitRanges apply.
+        let live = Index(vec![
+            part(
+                "a",
+                json!({"requests.cpu": "1"}),
+                json!({"requests.cpu": "0"}),
+            ),
+            part(
+                "b",
+                json!({"requests.cpu": "1"}),
+                json!({"requests.cpu": "0"}),
+            ),
+        ]);
+        let budgets = plan(
+            &owner(),
+            &spec,
+            &names(&["a", "b"]),
+            &names(&["a"]),
+            &live,
+            &mut Memories::default(),
+            Instant::now(),
+        );
+        let hard = |ns: &str| {
+            let d = budgets
+                .desired
+                .iter()
+                .find(|d| d.key.namespace == ns)
+                .unwrap();
+            d.spec["hard"]["requests.cpu"].as_str().unwrap().to_owned()
+        };
+        // Target headroom 1000m (4/(2*2)): a, with a LimitRange bounding a pod at 1500m, is
+        // raised to the largest pod plus the target; b, which has 1000m, is left alone.
+        assert_eq!((hard("a").as_str(), hard("b").as_str()), ("2500m", "1"));
     }
 
     #[test]
@@ -397,6 +514,7 @@ mod tests {
             &owner(),
             &spec,
             &names(&["a", "c"]),
+            &BTreeSet::new(),
             &live,
             &mut Memories::default(),
             Instant::now(),
@@ -423,6 +541,7 @@ mod tests {
             &owner(),
             &spec,
             &names(&["a", "b"]),
+            &BTreeSet::new(),
             &live,
             &mut memories,
             now,
@@ -448,6 +567,7 @@ mod tests {
             &owner(),
             &spec,
             &names(&["a", "b"]),
+            &BTreeSet::new(),
             &live,
             &mut memories,
             now,
@@ -465,6 +585,7 @@ mod tests {
             &owner(),
             &spec,
             &names(&["a", "b"]),
+            &BTreeSet::new(),
             &live,
             &mut memories,
             later,

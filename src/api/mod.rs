@@ -47,6 +47,12 @@ pub const POLICY_LABEL: &str = "tenantry.io/policy";
 /// Label on the ResourceQuotas that hold a namespace's part of a shared budget, naming the
 /// `spec.sharedQuotas` item (the caches keep those quotas' status, which the allocator reads).
 pub const SHARED_QUOTA_LABEL: &str = "tenantry.io/shared-quota";
+/// Label on a part: `"false"` from its creation until Tenantry has seen kube-controller-manager
+/// write its `status.hard` (for every resource of its spec), `"true"` from then on. The window
+/// admission policy (config/admission) refuses creations in a namespace whose part says
+/// `"false"`: by the time Tenantry has seen the status and relabelled the part, the API server's
+/// quota admission (whose cache may be behind the admission policy's) has seen it too.
+pub const ENFORCED_LABEL: &str = "tenantry.io/enforced";
 /// Label selector of the objects Tenantry manages (its watches, `plan`, `audit`).
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=tenantry";
 

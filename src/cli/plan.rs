@@ -628,6 +628,8 @@ mod tests {
         };
         let mut labels = managed_labels("team");
         labels.insert(SHARED_QUOTA_LABEL.into(), "budget".into());
+        // Enforced (it has status), and relabelled so by the controller.
+        labels.insert(crate::api::ENFORCED_LABEL.into(), "true".into());
         let live = Live {
             key: ObjectKey {
                 kind: Kind::ResourceQuota,

@@ -46,6 +46,7 @@ pub fn part_of(quota: &ResourceQuota, selected: bool) -> Result<Part, String> {
         namespace,
         selected,
         refused: Amounts::new(),
+        pod_max: Amounts::new(),
     })
 }
 

@@ -12,3 +12,4 @@ mod shared_quotas;
 mod smoke;
 mod storage;
 mod validation;
+mod window;

@@ -15,7 +15,7 @@ use tenantry::api::{POLICY_LABEL, SHARED_QUOTA_LABEL};
 use tenantry::quantity;
 
 use crate::harness::{
-    DEADLINE, Operator, TestNamespace, TestPolicy, client, eventually, eventually_within,
+    DEADLINE, Operator, TestNamespace, TestPolicy, client, eventually, eventually_within, kubectl,
     kubectl_ok, unique_name,
 };
 use crate::security::install_admission_policy;
@@ -33,7 +33,7 @@ async fn setup(prefix: &str) -> (Client, Operator) {
     (client, Operator::start(&unique_name(prefix)).await)
 }
 
-fn milli(quota: &ResourceQuota, field: &str, resource: &str) -> Option<i128> {
+pub(crate) fn milli(quota: &ResourceQuota, field: &str, resource: &str) -> Option<i128> {
     let map = match field {
         "spec" => quota.spec.as_ref()?.hard.as_ref()?,
         "status" => quota.status.as_ref()?.hard.as_ref()?,
@@ -43,7 +43,7 @@ fn milli(quota: &ResourceQuota, field: &str, resource: &str) -> Option<i128> {
 }
 
 /// Non-terminal pods of the run (what quota counts), per namespace.
-async fn pods(client: &Client, run: &str) -> Vec<Pod> {
+pub(crate) async fn pods(client: &Client, run: &str) -> Vec<Pod> {
     let params = ListParams::default().labels(&format!("{RUN_LABEL}={run}"));
     Api::<Pod>::all(client.clone())
         .list(&params)
@@ -58,7 +58,7 @@ async fn pods(client: &Client, run: &str) -> Vec<Pod> {
         .collect()
 }
 
-async fn parts(client: &Client, policy: &str) -> Vec<ResourceQuota> {
+pub(crate) async fn parts(client: &Client, policy: &str) -> Vec<ResourceQuota> {
     let params =
         ListParams::default().labels(&format!("{POLICY_LABEL}={policy},{SHARED_QUOTA_LABEL}"));
     Api::<ResourceQuota>::all(client.clone())
@@ -72,11 +72,11 @@ async fn parts(client: &Client, policy: &str) -> Vec<ResourceQuota> {
 /// (milli-units; pods count 1000 each), and the largest sum of enforced parts (max of spec.hard
 /// and status.hard, per part).
 #[derive(Default, Debug)]
-struct Maxima {
-    samples: usize,
-    pods: usize,
-    requested: i128,
-    enforced: i128,
+pub(crate) struct Maxima {
+    pub samples: usize,
+    pub pods: usize,
+    pub requested: i128,
+    pub enforced: i128,
 }
 
 /// What quota counts of `resource` for these pods (the test's pods have one container each).
@@ -93,7 +93,7 @@ fn requested(pods: &[Pod], resource: &str) -> i128 {
 }
 
 /// Samples every 50 ms until `stop`.
-fn sampler(
+pub(crate) fn sampler(
     client: Client,
     run: String,
     policy: String,
@@ -124,7 +124,7 @@ fn sampler(
     })
 }
 
-fn deployment(
+pub(crate) fn deployment(
     name: &str,
     run: &str,
     replicas: i32,
@@ -188,7 +188,7 @@ async fn wait_pods_within(
     started.elapsed()
 }
 
-fn in_namespace(pods: &[Pod], namespace: &str) -> usize {
+pub(crate) fn in_namespace(pods: &[Pod], namespace: &str) -> usize {
     pods.iter()
         .filter(|p| p.namespace().as_deref() == Some(namespace))
         .count()
@@ -456,7 +456,7 @@ async fn a_cpu_budget_counts_the_limit_range_defaults_and_is_never_exceeded() {
 }
 
 /// The parts as "namespace:spec/status/used" of `resource`, for messages.
-async fn describe(client: &Client, policy: &str, resource: &str) -> String {
+pub(crate) async fn describe(client: &Client, policy: &str, resource: &str) -> String {
     parts(client, policy)
         .await
         .iter()
@@ -596,4 +596,133 @@ async fn hard_lowered_in_git_a_restart_mid_rebalance_and_namespaces_leaving_keep
     );
     drop(policy);
     drop(operator);
+}
+
+/// A pod a user creates directly is refused by quota admission without any Event, so the
+/// controller never hears of its size. Where the policy's LimitRange bounds a pod (`type: Pod`
+/// max), each part keeps room for the largest one while the budget has room: a user's pod
+/// bigger than the target headroom is admitted (on retry, if it came before the part was
+/// sized), and the budget still holds.
+#[tokio::test]
+async fn a_pod_a_user_creates_directly_fits_where_the_limit_range_bounds_pods() {
+    let (client, operator) = setup("sq-direct").await;
+    let (team, namespaces) = team(&client, "sq-direct", 2).await;
+    let policy = TestPolicy::create(
+        &client,
+        &operator,
+        "sq-direct",
+        json!({
+            "namespaceSelector": {"matchLabels": {"e2e-team": team}},
+            "limitRanges": [{"name": "defaults", "limits": [
+                {"type": "Container", "defaultRequest": {"cpu": "100m"}, "default": {"cpu": "200m"}},
+                {"type": "Pod", "max": {"cpu": "800m"}},
+            ]}],
+            "sharedQuotas": [{"name": "team-cpu", "hard": {"requests.cpu": "2"}}],
+        }),
+    )
+    .await;
+    policy.wait_ready(&client).await;
+    wait_parts_enforced(&client, &policy.name, 2, "requests.cpu").await;
+    let run = unique_name("run");
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampling = sampler(
+        client.clone(),
+        run.clone(),
+        policy.name.clone(),
+        "requests.cpu",
+        stop.clone(),
+    );
+    // The namespace runs 4 pods of 100m: the target headroom is 500m (2 / (2 x 2)); a user's
+    // pod of 700m is bigger than that.
+    let ns = &namespaces[0].name;
+    Api::<Deployment>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &deployment("web", &run, 4, None))
+        .await
+        .unwrap();
+    wait_pods(&client, &run, "the 4 pods of 100m", |p| {
+        in_namespace(p, ns) == 4
+    })
+    .await;
+    let overrides = json!({"spec": {"containers": [{
+        "name": "big", "image": "registry.invalid/app:1",
+        "resources": {"requests": {"cpu": "700m"}, "limits": {"cpu": "700m"}},
+    }]}})
+    .to_string();
+    let labels = format!("{RUN_LABEL}={run}");
+    let args = [
+        "run",
+        "big",
+        "-n",
+        ns,
+        "--image=registry.invalid/app:1",
+        "--restart=Never",
+        "--labels",
+        &labels,
+        "--overrides",
+        &overrides,
+    ];
+    let before = describe_milli(&client, &policy.name).await;
+    let mut refusals = Vec::new();
+    let started = Instant::now();
+    eventually("the user's 700m pod to be admitted", || {
+        let out = kubectl(&args);
+        if !out.success {
+            refusals.push(out.stderr.trim().to_owned());
+        }
+        async move { out.success.then_some(()) }
+    })
+    .await;
+    let admitted = started.elapsed();
+    // Counted by its part (quota admission charged it): 400m + 700m.
+    eventually("the part to count the user's pod", || async {
+        let parts = parts(&client, &policy.name).await;
+        let part = parts
+            .iter()
+            .find(|q| q.namespace().as_deref() == Some(ns))?;
+        (milli(part, "used", "requests.cpu") == Some(1100)).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let maxima = sampling.await.expect("sampler");
+    println!(
+        "a user's 700m pod beside 400m in use (parts before, spec/status/used: {before}): \
+         admitted after {} refusals in {:.1} s ({:?}); at most {}m requested and {}m enforced in \
+         {} samples",
+        refusals.len(),
+        admitted.as_secs_f64(),
+        refusals.last(),
+        maxima.requested,
+        maxima.enforced,
+        maxima.samples
+    );
+    assert!(
+        refusals.iter().all(|r| r.contains("exceeded quota")),
+        "refused by quota only: {refusals:?}"
+    );
+    assert!(maxima.samples > 2, "the sampler ran: {maxima:?}");
+    assert!(
+        maxima.requested <= 2000 && maxima.enforced <= 2000,
+        "{maxima:?}"
+    );
+    drop(policy);
+}
+
+/// The parts as "namespace:spec/status/used" of requests.cpu in milli-units, for messages.
+async fn describe_milli(client: &Client, policy: &str) -> String {
+    let show =
+        |q: &ResourceQuota, f| milli(q, f, "requests.cpu").map_or("-".into(), |m| format!("{m}m"));
+    parts(client, policy)
+        .await
+        .iter()
+        .map(|q| {
+            let ns = q.namespace().unwrap_or_default();
+            format!(
+                "{ns}:{}/{}/{}",
+                show(q, "spec"),
+                show(q, "status"),
+                show(q, "used")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
