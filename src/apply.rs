@@ -33,6 +33,7 @@ use crate::api::{
     AdoptionPolicy, FIELD_MANAGER, Failure, FailureReason, TenantPolicy, TenantPolicyStatus,
     is_managed,
 };
+use crate::cache::own_writes::OwnWrites;
 use crate::diff::{Action, Drift};
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
@@ -114,6 +115,8 @@ impl Outcome {
 pub struct Writer {
     client: Client,
     metrics: Arc<Metrics>,
+    /// Where each write's resourceVersion is recorded, for the next reconcile to wait for.
+    own_writes: Arc<OwnWrites>,
     concurrency: usize,
     leadership: Arc<Leadership>,
     recorder: Recorder,
@@ -189,11 +192,13 @@ impl Writer {
         concurrency: usize,
         leadership: Arc<Leadership>,
         reporter: Reporter,
+        own_writes: Arc<OwnWrites>,
     ) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
+            own_writes,
             concurrency: concurrency.max(1),
             leadership,
         }
@@ -284,7 +289,10 @@ impl Writer {
                 object["metadata"]["uid"] = json!(uid);
                 let params = PatchParams::apply(FIELD_MANAGER).force();
                 match api.patch(&key.name, &params, &Patch::Apply(object)).await {
-                    Ok(_) => Outcome::Written { key, drift },
+                    Ok(written) => {
+                        self.wrote(&key, &written);
+                        Outcome::Written { key, drift }
+                    }
                     Err(e) => classify(&key, e),
                 }
             }
@@ -325,7 +333,10 @@ impl Writer {
             .create(&params, &dynamic(desired.to_object(owner)))
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(created) => {
+                self.wrote(key, &created);
+                Ok(())
+            }
             Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
                 Err(match self.existing(api, desired, owner, taking).await {
                     Ok(Some(outcome)) => outcome,
@@ -417,9 +428,14 @@ impl Writer {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
         };
-        api.patch(&key.name, &params, &Patch::Merge(patch))
-            .await
-            .map(|_| ())
+        let patched = api.patch(&key.name, &params, &Patch::Merge(patch)).await?;
+        self.wrote(key, &patched);
+        Ok(())
+    }
+
+    fn wrote(&self, key: &ObjectKey, object: &DynamicObject) {
+        let version = object.metadata.resource_version.as_deref();
+        self.own_writes.wrote(key.kind, version);
     }
 
     /// Server-side dry run of each distinct object the policy builds (namespaced ones in

@@ -12,6 +12,7 @@
 //! [`watch`] has the watches that fill these caches and tell the controller what changed;
 //! [`stores`] the caches as the reconcile reads them.
 
+pub mod own_writes;
 pub mod refusals;
 pub mod stores;
 pub mod watch;
@@ -258,6 +259,10 @@ pub trait Compact<K>: Lookup<DynamicType = ()> + Clone + Send + Sync + 'static {
     /// what a policy does (set by [`watch`] before the event is stored).
     fn changed(&self) -> bool;
     fn set_changed(&mut self, changed: bool);
+    /// The kind and resourceVersion, for [`own_writes`]: `None` for what Tenantry does not write.
+    fn written_as(&self) -> Option<(crate::resources::Kind, String)> {
+        None
+    }
 }
 
 impl<K: ManagedResource> Cached<K> {
@@ -363,6 +368,10 @@ impl<K: ManagedResource> Compact<K> for Cached<K> {
 
     fn set_changed(&mut self, changed: bool) {
         self.changed = changed;
+    }
+
+    fn written_as(&self) -> Option<(crate::resources::Kind, String)> {
+        Some((K::KIND, self.resource_version.to_string()))
     }
 }
 

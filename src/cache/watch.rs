@@ -25,6 +25,7 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::own_writes::OwnWrites;
 use super::refusals::Refusals;
 use super::{Cached, CachedNamespace, Compact, Guarded, summarise, worth_a_reconcile};
 use crate::fingerprint::fingerprint;
@@ -166,6 +167,7 @@ pub fn cached<K, S>(
     api: Api<K>,
     config: watcher::Config,
     listed: impl FnMut() + Send + 'static,
+    own_writes: Arc<OwnWrites>,
 ) -> (
     Store<S>,
     impl Stream<Item = Result<Change<S>, watcher::Error>> + Send + 'static,
@@ -183,10 +185,16 @@ where
         Seen::Applied(o) => o.changed(),
         Seen::Deleted(_) => true,
     };
-    (
-        store,
-        changes(reflector::reflector(writer, events), worth, listed),
-    )
+    // After the reflector: the event is in the cache by the time it counts as delivered.
+    let delivered = reflector::reflector(writer, events).inspect_ok(move |event| {
+        if let watcher::Event::Apply(o) | watcher::Event::InitApply(o) | watcher::Event::Delete(o) =
+            event
+            && let Some((kind, version)) = o.written_as()
+        {
+            own_writes.delivered(kind, Some(&version));
+        }
+    });
+    (store, changes(delivered, worth, listed))
 }
 
 /// The TenantPolicies this controller handles (`selector`, from `--policy-selector`). Changes to

@@ -538,6 +538,7 @@ pub async fn run(files: &[PathBuf], output: Output) -> anyhow::Result<bool> {
             controller: "tenantry-plan".into(),
             instance: None,
         },
+        Arc::new(crate::cache::own_writes::OwnWrites::default()),
     );
     // What the API server itself would refuse: the policy at admission (schema, CEL) ...
     for p in &planned {

@@ -21,12 +21,13 @@ use tracing::{info, warn};
 use crate::api::MANAGED_SELECTOR;
 use crate::api::SharedQuotaStatus;
 use crate::apply::Writer;
+use crate::cache::own_writes::OwnWrites;
 use crate::cache::refusals::Refusals;
 use crate::cache::watch::{self, CachesGone, Synced, Targets};
 use crate::cache::{Cached, Guarded, Stores};
 use crate::leader::Leadership;
 use crate::metrics::{ErrorLabels, KindLabels, Metrics, SharedQuotaLabels};
-use crate::resources::Kind;
+use crate::resources::{Kind, ManagedResource};
 pub use memory::{Memories, PolicyMemory, RESYNC};
 pub use reconcile::reconcile;
 
@@ -68,6 +69,8 @@ pub struct Settings {
 
 pub struct Context {
     pub stores: Stores,
+    /// What the writer wrote and the caches show of it (read-your-writes for each reconcile).
+    pub own_writes: Arc<OwnWrites>,
     pub writer: Writer,
     pub metrics: Arc<Metrics>,
     pub synced: Arc<Synced>,
@@ -142,11 +145,13 @@ pub async fn run(
     let (all_tx, all_rx) = mpsc::unbounded_channel::<()>();
     let synced = Synced::new();
     let (targets, targeted) = Targets::new();
+    let own_writes = Arc::new(OwnWrites::default());
 
     let (namespaces, namespace_changes) = watch::cached(
         Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
         watcher::Config::default(),
         synced.register(&all_tx),
+        own_writes.clone(),
     );
     let (policies, policy_changes) = watch::policies(
         &client,
@@ -165,22 +170,12 @@ pub async fn run(
         }
         future::ready(())
     }));
-    let managed = || watcher::Config::default().labels(MANAGED_SELECTOR);
-    let (limit_ranges, limit_range_changes) = watch::cached(
-        Api::<LimitRange>::all(client.clone()),
-        managed(),
-        synced.register(&all_tx),
-    );
-    let (quotas, quota_changes) = watch::cached(
-        Api::<ResourceQuota>::all(client.clone()),
-        managed(),
-        synced.register(&all_tx),
-    );
-    let (pdbs, pdb_changes) = watch::cached(
-        Api::<PodDisruptionBudget>::all(client.clone()),
-        managed(),
-        synced.register(&all_tx),
-    );
+    let (limit_ranges, limit_range_changes) =
+        watch_managed::<LimitRange>(&client, synced.register(&all_tx), &own_writes);
+    let (quotas, quota_changes) =
+        watch_managed::<ResourceQuota>(&client, synced.register(&all_tx), &own_writes);
+    let (pdbs, pdb_changes) =
+        watch_managed::<PodDisruptionBudget>(&client, synced.register(&all_tx), &own_writes);
     let (storage_classes, class_driver) =
         watch::storage_classes(&client, synced.register(&all_tx), all_tx.clone());
     tokio::spawn(class_driver);
@@ -212,9 +207,11 @@ pub async fn run(
         settings.write_concurrency,
         leadership,
         reporter,
+        own_writes.clone(),
     );
     let ctx = Arc::new(Context {
         stores,
+        own_writes,
         writer,
         metrics: metrics.clone(),
         synced: synced.clone(),
@@ -246,6 +243,25 @@ pub async fn run(
         .await;
     info!("controller stopped");
     Ok(())
+}
+
+/// The watch of one managed kind (by Tenantry's label), cached compactly.
+#[allow(clippy::type_complexity)]
+fn watch_managed<K: ManagedResource>(
+    client: &Client,
+    listed: impl FnMut() + Send + 'static,
+    own_writes: &Arc<OwnWrites>,
+) -> (
+    Store<Cached<K>>,
+    impl futures::Stream<Item = Result<watch::Change<Cached<K>>, watcher::Error>> + Send + 'static,
+) {
+    let managed = watcher::Config::default().labels(MANAGED_SELECTOR);
+    watch::cached(
+        Api::all(client.clone()),
+        managed,
+        listed,
+        own_writes.clone(),
+    )
 }
 
 /// One trigger per burst (a relist, many namespaces at once), not one per change.

@@ -24,8 +24,17 @@ use crate::shared_quotas;
 use crate::status::{self, Summary};
 use crate::validate;
 
+/// How long a reconcile waits for the caches to show the writes made before it started.
+const OWN_WRITES_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub async fn reconcile(guard: Arc<Guarded>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     ctx.synced.wait().await?;
+    // Plans read the caches: without this, one started just after another policy's (or its own)
+    // writes may not see them and report converged over objects it should have removed. When
+    // the caches are slower than that, the watch events still to come trigger another look.
+    if !ctx.own_writes.wait(OWN_WRITES_WAIT).await {
+        tracing::debug!(policy = %guard.name_any(), "caches behind Tenantry's own writes");
+    }
     let policy = match &guard.0 {
         Ok(policy) => Arc::new(policy.clone()),
         Err(invalid) => return unreadable(&guard, invalid, &ctx).await,
