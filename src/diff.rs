@@ -1,7 +1,7 @@
 //! Desired against live: the writes that make a policy's objects exactly as declared, and nothing
 //! when they already are. Pure.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 use serde_json::{Map, Value, json};
 
@@ -127,14 +127,15 @@ pub struct Diff {
 
 /// Computes the writes for `owner`.
 ///
-/// `live` finds the Tenantry-managed objects; `handed_over` are keys the winning policy wants
-/// under the same name (left for it to adopt); `known_converged` are fingerprints of keys seen
+/// `live` finds the Tenantry-managed objects; `handed_over` tells, of the objects the policy
+/// holds and does not want, those the winning policy wants under the same name (left for it to
+/// take: [`crate::select::handed_over`]); `known_converged` are fingerprints of keys seen
 /// converged at this generation, so a change to them is drift.
 pub fn compute<L: LiveIndex + ?Sized>(
     owner: &Owner,
     desired: &[Desired],
     live: &L,
-    handed_over: &BTreeSet<ObjectKey>,
+    handed_over: &dyn Fn(&ObjectKey) -> bool,
     deletion_policy: DeletionPolicy,
     known_converged: &HashSet<u64>,
 ) -> Diff {
@@ -184,11 +185,11 @@ pub fn compute<L: LiveIndex + ?Sized>(
     }
     // Borrowed keys: no allocation per managed object.
     let wanted: HashSet<(Kind, &str, &str)> = desired.iter().map(|d| borrowed(&d.key)).collect();
-    let handed: HashSet<(Kind, &str, &str)> = handed_over.iter().map(borrowed).collect();
     let unwanted = live.labelled_for(&owner.name, &|kind, namespace, name| {
-        !wanted.contains(&(kind, namespace, name)) && !handed.contains(&(kind, namespace, name))
+        !wanted.contains(&(kind, namespace, name))
     });
-    for l in unwanted.into_iter().filter_map(|k| live.get(&k)) {
+    let unwanted = unwanted.into_iter().filter(|k| !handed_over(k));
+    for l in unwanted.filter_map(|k| live.get(&k)) {
         if l.is_owned_by(owner) && !l.deleting {
             plan.actions.push(match deletion_policy {
                 DeletionPolicy::Delete => Action::Delete { live: Box::new(l) },
@@ -391,7 +392,7 @@ mod tests {
             &owner(),
             desired,
             live,
-            &BTreeSet::new(),
+            &|_| false,
             DeletionPolicy::Delete,
             &HashSet::new(),
         )
@@ -476,7 +477,7 @@ mod tests {
             &owner(),
             &[],
             std::slice::from_ref(&stale),
-            &BTreeSet::new(),
+            &|_| false,
             DeletionPolicy::Retain,
             &HashSet::new(),
         );
@@ -493,7 +494,7 @@ mod tests {
             &owner(),
             &[],
             std::slice::from_ref(&stale),
-            &BTreeSet::from([key("gone")]),
+            &|k| *k == key("gone"),
             DeletionPolicy::Delete,
             &HashSet::new(),
         );
@@ -538,7 +539,7 @@ mod tests {
             &owner(),
             &[desired("b", json!({"cpu": "1"}))],
             &[][..],
-            &BTreeSet::new(),
+            &|_| false,
             DeletionPolicy::Delete,
             &known,
         );

@@ -188,32 +188,34 @@ pub fn class_owner<'c, 'a>(
         .min_by(|a, b| precedence(a, b))
 }
 
-/// Of the objects `policy` holds in namespaces it does not select (`held`), those that the
-/// policy winning their kind there declares under the same name: handed over (the winner takes
-/// them in place, as in a namespace the policy selects and loses) rather than deleted or
-/// released, so that a namespace moving from one team's policy to another's is never without
-/// its quota, and nobody waits for a deletion to finish before creating the same object again.
-pub fn wanted_elsewhere<'n>(
+/// Whether `key`, an object `policy` holds but no longer wants, is wanted under the same name by
+/// the policy that wins its kind where it is: a namespace the policy selects and loses the kind
+/// in, or one it no longer selects (`namespace` finds what selection reads of it; for a
+/// StorageClass, the class's owner decides). Then it is handed over, left for the winner to take
+/// in place, rather than deleted or released: a namespace moving from one team's policy to
+/// another's is never without its quota, and nobody waits for a deletion to finish before
+/// creating the same object again. Only for the sections `policy` sets itself.
+pub fn handed_over<'n>(
     policy: &str,
-    held: Vec<ObjectKey>,
+    key: &ObjectKey,
     candidates: &[Candidate],
     namespace: impl Fn(&str) -> Option<NamespaceInfo<'n>>,
     cluster_classes: &BTreeSet<String>,
-) -> Vec<ObjectKey> {
-    held.into_iter()
-        .filter(|key| {
-            let Some(ns) = namespace(&key.namespace) else {
-                return false;
-            };
-            let selecting: Vec<&Candidate> = (candidates.iter())
-                .filter(|c| c.name != policy && c.selects(&ns))
-                .collect();
-            (Section::ALL.into_iter())
-                .filter(|s| s.kind() == key.kind)
-                .filter_map(|s| winner(s, &selecting).map(|w| (s, w)))
-                .any(|(s, w)| s.names(w.spec, cluster_classes).contains(&key.name))
-        })
-        .collect()
+) -> bool {
+    let Some(me) = candidates.iter().find(|c| c.name == policy) else {
+        return false;
+    };
+    if key.kind == Kind::StorageClass {
+        return class_owner(&key.name, candidates).is_some_and(|o| o.name != policy);
+    }
+    let Some(ns) = namespace(&key.namespace) else {
+        return false;
+    };
+    let selecting: Vec<&Candidate> = candidates.iter().filter(|c| c.selects(&ns)).collect();
+    (Section::ALL.into_iter())
+        .filter(|s| s.kind() == key.kind && s.is_set_by(me.spec))
+        .filter_map(|s| winner(s, &selecting).map(|w| (s, w)))
+        .any(|(s, w)| w.name != policy && s.names(w.spec, cluster_classes).contains(&key.name))
 }
 
 /// A section a policy sets in a namespace it selects but another policy wins.
@@ -242,9 +244,6 @@ pub struct Assignment {
     pub shadowed: Vec<Shadowed>,
     /// StorageClasses it declares that another policy owns.
     pub shadowed_classes: Vec<ShadowedClass>,
-    /// Objects the winners of those kinds want under the same names: ours may be adopted by them,
-    /// so they are neither deleted nor released.
-    pub handed_over: BTreeSet<ObjectKey>,
     /// Namespaces where it wins `sharedQuotas`: those its budgets are shared among (their parts
     /// are sized by the allocator, not built here).
     pub shared_namespaces: BTreeSet<String>,
@@ -310,13 +309,6 @@ pub fn assign(
                     section: *section,
                     winner: winner.name.to_owned(),
                 });
-                for name in section.names(winner.spec, cluster_classes) {
-                    assignment.handed_over.insert(ObjectKey {
-                        kind,
-                        namespace: ns.name.to_string(),
-                        name,
-                    });
-                }
             }
         }
     }
@@ -332,7 +324,6 @@ pub fn assign(
                     name: template.name.clone(),
                     winner: owner.name.to_owned(),
                 });
-                assignment.handed_over.insert(key);
             }
             _ => assignment
                 .desired
@@ -467,11 +458,24 @@ mod tests {
                 winner: "alpha-tie".into()
             }]
         );
-        assert!(low_assignment.handed_over.contains(&ObjectKey {
+        let defaults = ObjectKey {
             kind: Kind::LimitRange,
             namespace: "a".into(),
-            name: "defaults".into()
-        }));
+            name: "defaults".into(),
+        };
+        let namespace = |_: &str| Some(a.clone());
+        let classes = BTreeSet::new();
+        assert!(handed_over(
+            "low",
+            &defaults,
+            &candidates,
+            namespace,
+            &classes
+        ));
+        assert!(
+            !handed_over("alpha-tie", &defaults, &candidates, namespace, &classes),
+            "the winner's own object is not handed over"
+        );
     }
 
     #[test]
@@ -620,18 +624,15 @@ mod tests {
         };
         let namespaces = [ns("to-b", &[("team", "b")]), ns("to-c", &[("team", "c")])];
         let lookup = |name: &str| namespaces.iter().find(|n| n.name == name).cloned();
-        let handed = wanted_elsewhere(
-            "a",
-            vec![
-                held("to-b", Kind::ResourceQuota, "team-compute"),
-                held("to-b", Kind::LimitRange, "team-compute"),
-                held("to-c", Kind::ResourceQuota, "team-compute"),
-                held("gone", Kind::ResourceQuota, "team-compute"),
-            ],
-            &candidates,
-            lookup,
-            &BTreeSet::new(),
-        );
+        let handed = [
+            held("to-b", Kind::ResourceQuota, "team-compute"),
+            held("to-b", Kind::LimitRange, "team-compute"),
+            held("to-c", Kind::ResourceQuota, "team-compute"),
+            held("gone", Kind::ResourceQuota, "team-compute"),
+        ]
+        .into_iter()
+        .filter(|k| handed_over("a", k, &candidates, lookup, &BTreeSet::new()))
+        .collect::<Vec<_>>();
         assert_eq!(
             handed,
             [held("to-b", Kind::ResourceQuota, "team-compute")],

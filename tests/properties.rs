@@ -238,7 +238,9 @@ proptest! {
         let candidates = vec![them, me.clone()];
         let assignment = select::assign(&me, &candidates, &namespaces(), &cluster_classes());
         let live = as_stored(&assignment.desired, &owner, choice);
-        let plan = diff::compute(&owner, &assignment.desired, live.as_slice(), &assignment.handed_over, DeletionPolicy::Delete, &HashSet::new());
+        let nss = namespaces();
+        let handed = |key: &tenantry::resources::ObjectKey| select::handed_over("mine", key, &candidates, |ns| nss.iter().find(|n| n.name == ns).cloned(), &cluster_classes());
+        let plan = diff::compute(&owner, &assignment.desired, live.as_slice(), &handed, DeletionPolicy::Delete, &HashSet::new());
         prop_assert!(plan.actions.is_empty(), "{:?}", plan.actions);
         prop_assert_eq!(plan.converged.len(), assignment.desired.len());
     }
@@ -259,7 +261,9 @@ proptest! {
         let foreign = Owner { name: "theirs".into(), uid: "uid-theirs".into() };
         live.extend(as_stored(&select::assign(&candidates[0], &candidates, &namespaces(), &cluster_classes()).desired, &foreign, choice));
         let policy = if retain { DeletionPolicy::Retain } else { DeletionPolicy::Delete };
-        let plan = diff::compute(&owner, &assignment.desired, live.as_slice(), &assignment.handed_over, policy, &HashSet::new());
+        let nss = namespaces();
+        let handed = |key: &tenantry::resources::ObjectKey| select::handed_over("mine", key, &candidates, |ns| nss.iter().find(|n| n.name == ns).cloned(), &cluster_classes());
+        let plan = diff::compute(&owner, &assignment.desired, live.as_slice(), &handed, policy, &HashSet::new());
         let wanted: BTreeSet<_> = assignment.desired.iter().map(|d| d.key.clone()).collect();
         for action in &plan.actions {
             match action {

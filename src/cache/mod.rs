@@ -527,7 +527,7 @@ pub(crate) fn summarise<K, S: Compact<K>>(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeSet, HashSet};
+    use std::collections::HashSet;
 
     use k8s_openapi::api::core::v1::ResourceQuota;
     use serde_json::json;
@@ -633,7 +633,7 @@ mod tests {
             &owner(),
             &[desired("a", json!({"cpu": "1"}))],
             &live[..],
-            &BTreeSet::new(),
+            &|_| false,
             DeletionPolicy::Delete,
             &HashSet::new(),
         );

@@ -117,11 +117,15 @@ fn changes_for(
     cluster: &ClusterState,
 ) -> (Assignment, Vec<Change>) {
     let assignment = desired_for(me, candidates, owner, cluster);
+    let namespace = |ns: &str| cluster.namespaces.iter().find(|n| n.name == ns).cloned();
+    let handed = |key: &ObjectKey| {
+        select::handed_over(me.name, key, candidates, namespace, &cluster.classes)
+    };
     let actions = diff::compute(
         owner,
         &assignment.desired,
         cluster,
-        &assignment.handed_over,
+        &handed,
         policy.spec.deletion_policy,
         &HashSet::new(),
     )

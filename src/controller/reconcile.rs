@@ -2,6 +2,7 @@
 //! write -> report -> Events and status -> requeue. Each step is a pure function or one call
 //! to the writer; this file only sequences them.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,7 +19,7 @@ use crate::apply::{DRY_RUN_NAMESPACE, NotOwned, Outcome, Taking};
 use crate::cache::{Guarded, Stores};
 use crate::diff::{self, LiveIndex};
 use crate::report::{self, EventNote, Facts, Severity};
-use crate::resources::{Kind, Owner, templates};
+use crate::resources::{ObjectKey, Owner, templates};
 use crate::select::{self, Assignment, Candidate, NamespaceInfo};
 use crate::shared_quotas;
 use crate::status::{self, Summary};
@@ -78,7 +79,7 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeu
         &owner,
         &assignment.desired,
         &ctx.stores,
-        &assignment.handed_over,
+        &handover(&policy, &ctx.stores.policies.state(), &ctx.stores),
         policy.spec.deletion_policy,
         &memory.known_converged(generation),
     );
@@ -137,36 +138,49 @@ async fn dry_run_gate(
 /// Which namespaces the policy selects and what it wins in each, against every other live
 /// policy in the cache.
 fn select_for(policy: &TenantPolicy, stores: &Stores) -> Assignment {
-    let name = policy.name_any();
     let all = stores.policies.state();
+    let candidates = candidates_with(policy, &all);
+    let me = candidates.last().expect("this policy was just added");
+    let snapshot = stores.namespaces.state();
+    let namespaces: Vec<NamespaceInfo> = snapshot.iter().map(|ns| ns.info()).collect();
+    select::assign(me, &candidates, &namespaces, &stores.cluster_classes())
+}
+
+/// Whether an object the policy holds and no longer wants is the winner's to take in place
+/// ([`select::handed_over`]); the candidates are built at the first such object.
+fn handover<'p>(
+    policy: &'p TenantPolicy,
+    all: &'p [Arc<Guarded>],
+    stores: &'p Stores,
+) -> impl Fn(&ObjectKey) -> bool + 'p {
+    let classes = stores.cluster_classes();
+    let candidates = std::cell::OnceCell::new();
+    move |key: &ObjectKey| {
+        let candidates = candidates.get_or_init(|| candidates_with(policy, all));
+        let namespace = |ns: &str| {
+            let ns = stores.namespaces.get(&ObjectRef::new(ns))?;
+            Some(NamespaceInfo {
+                name: Cow::Owned(ns.name.to_string()),
+                labels: Cow::Owned(ns.labels.as_ref().clone()),
+                terminating: ns.terminating,
+            })
+        };
+        let name = policy.meta().name.as_deref().unwrap_or_default();
+        select::handed_over(name, key, candidates, namespace, &classes)
+    }
+}
+
+/// Every live policy of `all` as a selection candidate, `policy` (as reconciled) last.
+fn candidates_with<'a>(policy: &'a TenantPolicy, all: &'a [Arc<Guarded>]) -> Vec<Candidate<'a>> {
+    let name = policy.meta().name.as_deref().unwrap_or_default();
     let mut candidates: Vec<Candidate> = all
         .iter()
         .filter_map(|g| g.0.as_ref().ok())
         .filter(|p| p.meta().deletion_timestamp.is_none() && p.name_any() != name)
         .filter_map(|p| Candidate::new(p.meta().name.as_deref().unwrap_or_default(), &p.spec).ok())
         .collect();
-    candidates.push(Candidate::new(&name, &policy.spec).expect("validated"));
-    let me = candidates.last().expect("this policy was just added");
-    let snapshot = stores.namespaces.state();
-    let namespaces: Vec<NamespaceInfo> = snapshot.iter().map(|ns| ns.info()).collect();
-    let classes = stores.cluster_classes();
-    let mut assignment = select::assign(me, &candidates, &namespaces, &classes);
-    let held = stores.labelled_for(&name, &|kind, ns, _| {
-        kind != Kind::StorageClass && !assignment.selected.contains(ns)
-    });
-    if !held.is_empty() {
-        let namespace = |name: &str| {
-            let ns = stores.namespaces.get(&ObjectRef::new(name))?;
-            Some(NamespaceInfo {
-                name: std::borrow::Cow::Owned(ns.name.to_string()),
-                labels: std::borrow::Cow::Owned(ns.labels.as_ref().clone()),
-                terminating: ns.terminating,
-            })
-        };
-        let handed = select::wanted_elsewhere(&name, held, &candidates, namespace, &classes);
-        assignment.handed_over.extend(handed);
-    }
-    assignment
+    candidates.push(Candidate::new(name, &policy.spec).expect("validated"));
+    candidates
 }
 
 /// How the writer treats existing objects of declared names that Tenantry does not own.
