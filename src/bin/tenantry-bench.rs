@@ -37,6 +37,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tenantry::api::MANAGED_SELECTOR;
 use tenantry::api::{POLICY_LABEL, TenantPolicy};
+use tenantry::resources::Owner;
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark Tenantry against the API server's own floor")]
@@ -86,6 +87,8 @@ struct Args {
 
 const BENCH_LABEL: &str = "bench.tenantry.io/run";
 const FLOOR_LABEL: &str = "bench.tenantry.io/floor";
+/// The owner of what `--floor-only` leaves (removed by `--floor-cleanup`).
+const PROFILE_OWNER: &str = "floor-owner-profile";
 const CANARY_LABEL: &str = "bench.tenantry.io/canary";
 const TEAM_LABEL: &str = "bench.tenantry.io/team";
 /// Figures below this N are a smoke run: correctness is checked, targets are not.
@@ -455,23 +458,35 @@ enum Verb {
 
 /// The floor: 4·N writes of the declared objects (prefixed `floor-`) as tight as the client
 /// allows. Returns seconds; the caller deletes the objects (not measured).
+/// The floor: the same objects the controller writes (its labels and its controller
+/// ownerReference, with blockOwnerDeletion, to an existing TenantPolicy `owner`, so that
+/// admission's owner checks and kube-controller-manager's garbage collector do for them what
+/// they do for Tenantry's), plus the floor's label, written in a tight loop.
 async fn floor(
     client: &Client,
     names: &[String],
     verb: Verb,
     concurrency: usize,
+    owner: &Owner,
 ) -> anyhow::Result<f64> {
+    let mut labels = tenantry::resources::managed_labels(&owner.name);
+    labels.insert(FLOOR_LABEL.into(), "true".into());
+    let owners = [owner.owner_reference()];
     let writes: Vec<(String, ApiResource, Value)> = names
         .iter()
         .flat_map(|ns| {
-            declared("20").into_iter().map(move |(resource, name, spec)| {
-                let object = json!({
-                    "apiVersion": resource.api_version, "kind": resource.kind,
-                    "metadata": {"name": format!("floor-{name}"), "namespace": ns, "labels": {FLOOR_LABEL: "true"}},
-                    "spec": spec,
-                });
-                (ns.clone(), resource, object)
-            })
+            let (labels, owners) = (&labels, &owners);
+            declared("20")
+                .into_iter()
+                .map(move |(resource, name, spec)| {
+                    let object = json!({
+                        "apiVersion": resource.api_version, "kind": resource.kind,
+                        "metadata": {"name": format!("floor-{name}"), "namespace": ns,
+                            "labels": labels, "ownerReferences": owners},
+                        "spec": spec,
+                    });
+                    (ns.clone(), resource, object)
+                })
         })
         .collect();
     let cpu = cpu_seconds(std::process::id());
@@ -837,16 +852,33 @@ async fn floor_phase(
     } else {
         [Verb::Apply, Verb::Post]
     };
+    let owner = floor_owner(client, &format!("floor-owner-{}-{run}", std::process::id())).await?;
     for verb in order {
         quiet(client, names, &format!("floor {verb:?}")).await?;
-        let took = floor(client, names, verb, concurrency).await?;
+        let took = floor(client, names, verb, concurrency, &owner).await?;
         delete_floor(client, concurrency).await?;
         match verb {
             Verb::Post => post.push(took),
             Verb::Apply => apply.push(took),
         }
     }
+    Api::<TenantPolicy>::all(client.clone())
+        .delete(&owner.name, &DeleteParams::default())
+        .await?;
     Ok(())
+}
+
+/// The owner of the floor's objects: a policy named `name` that no controller handles (it has
+/// no bench label).
+async fn floor_owner(client: &Client, name: &str) -> anyhow::Result<Owner> {
+    let mut policy = policy_object(name, json!({}))?;
+    policy.metadata.labels = None;
+    let api: Api<TenantPolicy> = Api::all(client.clone());
+    let created = api.create(&PostParams::default(), &policy).await?;
+    Ok(Owner {
+        name: name.to_owned(),
+        uid: created.metadata.uid.context("a created policy has a uid")?,
+    })
 }
 
 struct Convergence {
@@ -1374,7 +1406,12 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out)?;
     let client = Client::try_default().await?;
     if args.floor_cleanup {
-        return delete_floor(&client, args.concurrency).await;
+        delete_floor(&client, args.concurrency).await?;
+        let policies: Api<TenantPolicy> = Api::all(client.clone());
+        policies
+            .delete(PROFILE_OWNER, &DeleteParams::default())
+            .await?;
+        return Ok(());
     }
     if let Some(run) = &args.floor_only {
         let lp = ListParams::default().labels(&format!("{BENCH_LABEL}={run}"));
@@ -1382,7 +1419,8 @@ async fn main() -> anyhow::Result<()> {
             .list_metadata(&lp)
             .await?;
         let names: Vec<String> = list.items.iter().map(|n| n.name_any()).collect();
-        floor(&client, &names, Verb::Post, args.concurrency).await?;
+        let owner = floor_owner(&client, PROFILE_OWNER).await?;
+        floor(&client, &names, Verb::Post, args.concurrency, &owner).await?;
         return Ok(());
     }
     for &n in &args.namespaces {
