@@ -354,10 +354,10 @@ impl Targets {
         if matches!(change, Change::Listed(_)) {
             return;
         }
-        let before = before.map(|(labels, terminating)| NamespaceInfo {
+        let before = before.as_ref().map(|(labels, terminating)| NamespaceInfo {
             name: Cow::Borrowed(&ns.name),
-            labels: Cow::Owned(labels.as_ref().clone()),
-            terminating,
+            labels: Cow::Borrowed(labels.as_ref()),
+            terminating: *terminating,
         });
         let after = (!matches!(change, Change::Deleted(_))).then(|| ns.info());
         let concerned = {

@@ -432,11 +432,13 @@ async fn audit_shows_a_shared_quotas_total_use_across_its_namespaces() {
     )
     .await;
     policy.wait_ready(&client).await;
-    apply(&json!({"apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": a.name},
+    crate::shared_quotas::wait_parts_enforced(&client, &policy.name, 2, "pods").await;
+    let web = serde_json::from_value(json!({"metadata": {"name": "web"},
         "spec": {"replicas": 6, "selector": {"matchLabels": {"app": "web"}},
             "template": {"metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]}}}}));
+                "spec": {"containers": [{"name": "app", "image": "registry.invalid/app:1"}]}}}}))
+    .unwrap();
+    crate::shared_quotas::create_deployment(&client, &a.name, &web).await;
     let name = a.name.clone();
     let report = eventually("the whole budget in use", || {
         let name = name.clone();

@@ -207,26 +207,46 @@ async fn team(client: &Client, prefix: &str, count: usize) -> (String, Vec<TestN
 }
 
 /// Waits until the policy has a part with `resource` in status in each of `count` namespaces.
-async fn wait_parts_enforced(client: &Client, policy: &str, count: usize, resource: &str) {
-    eventually("a part with status in every namespace", || async {
+pub(crate) async fn wait_parts_enforced(
+    client: &Client,
+    policy: &str,
+    count: usize,
+    resource: &str,
+) {
+    // What the window admission policy waits for too: status.hard, and Tenantry's relabelling.
+    let enforced = |q: &ResourceQuota| {
+        let label = q.labels().get(tenantry::api::ENFORCED_LABEL);
+        milli(q, "status", resource).is_some() && label.is_none_or(|v| v == "true")
+    };
+    eventually("an enforced part in every namespace", || async {
         let parts = parts(client, policy).await;
-        (parts.len() == count && parts.iter().all(|q| milli(q, "status", resource).is_some()))
-            .then_some(())
+        (parts.len() == count && parts.iter().all(enforced)).then_some(())
     })
     .await;
 }
 
+/// Creates a Deployment in a namespace of a shared budget. The window admission policy refuses
+/// creations there until the namespace's part is enforced, as its own cache sees it, which can
+/// trail what a reader sees by a moment ("retry in a moment"): retried on that refusal only,
+/// with a deadline, as a controller would.
+pub(crate) async fn create_deployment(client: &Client, ns: &str, d: &Deployment) -> Deployment {
+    let api = Api::<Deployment>::namespaced(client.clone(), ns);
+    eventually("the window policy to admit the Deployment", || async {
+        match api.create(&PostParams::default(), d).await {
+            Ok(created) => Some(created),
+            Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("not enforced yet") => {
+                None
+            }
+            Err(e) => panic!("creating a Deployment in {ns}: {e}"),
+        }
+    })
+    .await
+}
+
 /// Creates the same Deployment in every namespace at once.
 async fn deploy_everywhere(client: &Client, namespaces: &[TestNamespace], d: &Deployment) {
-    futures::future::join_all(namespaces.iter().map(|ns| {
-        let api = Api::<Deployment>::namespaced(client.clone(), &ns.name);
-        async move {
-            api.create(&PostParams::default(), d)
-                .await
-                .expect("create deployment")
-        }
-    }))
-    .await;
+    futures::future::join_all((namespaces.iter()).map(|ns| create_deployment(client, &ns.name, d)))
+        .await;
 }
 
 #[tokio::test]
@@ -329,10 +349,9 @@ async fn a_namespace_joining_over_the_budget_keeps_its_pods_admits_nothing_and_r
     )
     .await;
     policy.wait_ready(&client).await;
-    Api::<Deployment>::namespaced(client.clone(), &member.name)
-        .create(&PostParams::default(), &deployment("web", &run, 5, None))
-        .await
-        .unwrap();
+    // Only the member is in the budget yet.
+    wait_parts_enforced(&client, &policy.name, 1, "pods").await;
+    create_deployment(&client, &member.name, &deployment("web", &run, 5, None)).await;
     wait_pods(&client, &run, "the member's 5 pods", |p| {
         in_namespace(p, &member.name) == 5
     })
@@ -490,12 +509,10 @@ async fn hard_lowered_in_git_a_restart_mid_rebalance_and_namespaces_leaving_keep
     };
     let policy = TestPolicy::create(&client, &operator, "sq-life", spec("12", "Delete")).await;
     policy.wait_ready(&client).await;
+    wait_parts_enforced(&client, &policy.name, names.len(), "pods").await;
     let run = unique_name("run");
     for ns in &names {
-        Api::<Deployment>::namespaced(client.clone(), ns)
-            .create(&PostParams::default(), &deployment("web", &run, 3, None))
-            .await
-            .unwrap();
+        create_deployment(&client, ns, &deployment("web", &run, 3, None)).await;
     }
     let backoff = Duration::from_secs(240);
     let what = "9 pods, 3 in each namespace";
@@ -635,10 +652,7 @@ async fn a_pod_a_user_creates_directly_fits_where_the_limit_range_bounds_pods() 
     // The namespace runs 4 pods of 100m: the target headroom is 500m (2 / (2 x 2)); a user's
     // pod of 700m is bigger than that.
     let ns = &namespaces[0].name;
-    Api::<Deployment>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &deployment("web", &run, 4, None))
-        .await
-        .unwrap();
+    create_deployment(&client, ns, &deployment("web", &run, 4, None)).await;
     wait_pods(&client, &run, "the 4 pods of 100m", |p| {
         in_namespace(p, ns) == 4
     })

@@ -41,7 +41,9 @@ use crate::harness::{
 };
 use crate::install::state_dir;
 use crate::security::install_admission_policy;
-use crate::shared_quotas::{Maxima, deployment, in_namespace, milli, parts, pods, sampler};
+use crate::shared_quotas::{
+    Maxima, create_deployment, deployment, in_namespace, milli, parts, pods, sampler,
+};
 use crate::smoke::install_crd;
 
 /// The budget, and what the namespace already in it runs.
@@ -289,11 +291,12 @@ async fn join_while_scaling(client: &Client, operator: &Operator, state: &Path) 
     )
     .await;
     policy.wait_ready(client).await;
+    crate::shared_quotas::wait_parts_enforced(client, &policy.name, 1, "pods").await;
     let run = unique_name("run");
     let create = |ns: &str, name: &str, replicas: usize| {
-        let api = Api::<Deployment>::namespaced(client.clone(), ns);
         let d = deployment(name, &run, replicas as i32, None);
-        async move { api.create(&PostParams::default(), &d).await.unwrap() }
+        let ns = ns.to_owned();
+        async move { create_deployment(client, &ns, &d).await }
     };
     create(&member.name, "steady", MEMBER_PODS).await;
     eventually("the member's pods", || async {
