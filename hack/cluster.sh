@@ -8,7 +8,8 @@
 #   hack/cluster.sh restart COMPONENT [kill]   restart one component, same arguments and data
 #
 # State lives in $TENANTRY_STATE (default .tenantry/ in the repository, git-ignored). No kubelet
-# runs: pods are admitted and stored but never started.
+# runs: pods are admitted and stored but never started. TENANTRY_PROFILING=true serves the API
+# server's /debug/pprof (for `kubectl get --raw '/debug/pprof/profile?seconds=5'`).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 state=${TENANTRY_STATE:-$repo/.tenantry}
@@ -208,7 +209,7 @@ AUDIT
     --endpoint-reconciler-type none \
     --allow-privileged=true \
     --max-requests-inflight 1000 --max-mutating-requests-inflight 500 \
-    --profiling=false
+    --profiling="${TENANTRY_PROFILING:-false}"
   wait_for "kube-apiserver /readyz" 120 api_ready
 
   write_kubeconfig "$state/kubeconfig" admin "$api_port"

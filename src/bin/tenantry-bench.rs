@@ -5,7 +5,8 @@
 //! applies, both measured, the faster counts. Every measured phase starts equal: the floor's
 //! objects are deleted after it, and a quiet gate waits before each phase until
 //! kube-controller-manager has caught up (quota status, PDB status, service accounts and root CA
-//! config maps of every namespace) and the API server's write rate is back to idle. The order
+//! config maps of every namespace) and the API server's write rate is back to idle. An unmeasured
+//! POST floor warms the control plane first, so no measured phase runs on a cold one. The order
 //! alternates (floor then convergence, convergence then floor, ...) and each figure is the median
 //! of the runs, with min and max. After convergence and propagation the whole end state is
 //! checked (all 4·N objects, specs as declared). A restart with everything converged is checked
@@ -80,6 +81,10 @@ struct Args {
     /// Profiling aid: delete what --floor-only left.
     #[arg(long, hide = true)]
     floor_cleanup: bool,
+    /// Profiling aid for --floor-only: write the namespaces in hashed order (as the controller's
+    /// cache yields them) instead of by name.
+    #[arg(long, hide = true)]
+    floor_hashed: bool,
     /// Print the table of earlier runs' JSON files and check the targets instead of running.
     #[arg(long, num_args = 1..)]
     summarize: Vec<PathBuf>,
@@ -868,6 +873,26 @@ async fn floor_phase(
     Ok(())
 }
 
+/// One unmeasured POST floor, so that no measured phase runs on a cold control plane: the
+/// first writes after the namespaces' creation are the slowest (caches filling, heaps growing),
+/// and the first measured phase would otherwise always be a floor.
+async fn warm_up(client: &Client, names: &[String], concurrency: usize) -> anyhow::Result<()> {
+    quiet(client, names, "warm-up").await?;
+    eprintln!("[bench N={}] warm-up (not measured)", names.len());
+    let owner = floor_owner(
+        client,
+        &format!("floor-owner-{}-warm-up", std::process::id()),
+    )
+    .await?;
+    floor(client, names, Verb::Post, concurrency, &owner).await?;
+    delete_floor(client, concurrency).await?;
+    Api::<TenantPolicy>::all(client.clone())
+        .delete(&owner.name, &DeleteParams::default())
+        .await?;
+    PHASE_CPU.lock().expect("not poisoned").clear();
+    Ok(())
+}
+
 /// The owner of the floor's objects: a policy named `name` that no controller handles (it has
 /// no bench label).
 async fn floor_owner(client: &Client, name: &str) -> anyhow::Result<Owner> {
@@ -975,6 +1000,7 @@ async fn run_one(client: &Client, args: &Args, n: usize) -> anyhow::Result<Value
         args.concurrency,
     )
     .await?;
+    warm_up(client, &names, args.concurrency).await?;
     let (mut post, mut apply, mut conv, mut prop) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut rss = 0.0f64;
@@ -1026,7 +1052,7 @@ async fn run_one(client: &Client, args: &Args, n: usize) -> anyhow::Result<Value
     let floor_m = post_m.min(apply_m);
     let mut result = json!({
         "namespaces": n, "objects": 4 * n, "runs": args.runs,
-        "order": "floor (POST and apply, alternating) and convergence alternate: F C | C F | F C ...",
+        "order": "an unmeasured POST floor first (warm-up); then floor (POST and apply, alternating) and convergence alternate: F C | C F | F C ...",
         "floor_post_seconds": stats(&post), "floor_apply_seconds": stats(&apply),
         "floor_verb": if post_m <= apply_m { "POST" } else { "APPLY" }, "floor_seconds": floor_m,
         "convergence_seconds": stats(&conv), "convergence_ratio": percentile(&conv, 0.5) / floor_m,
@@ -1418,7 +1444,10 @@ async fn main() -> anyhow::Result<()> {
         let list = Api::<Namespace>::all(client.clone())
             .list_metadata(&lp)
             .await?;
-        let names: Vec<String> = list.items.iter().map(|n| n.name_any()).collect();
+        let mut names: Vec<String> = list.items.iter().map(|n| n.name_any()).collect();
+        if args.floor_hashed {
+            names.sort_by_key(|n| tenantry::fingerprint::fingerprint(n));
+        }
         let owner = floor_owner(&client, PROFILE_OWNER).await?;
         floor(&client, &names, Verb::Post, args.concurrency, &owner).await?;
         return Ok(());
