@@ -277,7 +277,13 @@ pub fn assign(
         .collect();
     let mut assignment = Assignment::default();
     let index = SelectionIndex::new(candidates.iter().map(|c| &c.selection));
-    for ns in namespaces.iter().filter(|ns| policy.selects(ns)) {
+    // In name order, the order a LIST returns them in and the bench's floor writes them in:
+    // the API server spent about 5% less CPU on 40,000 creations in that order than in the
+    // caches' hash order (N = 10,000, two floors each). The writer starts them in this order.
+    let mut selected: Vec<&NamespaceInfo> =
+        namespaces.iter().filter(|ns| policy.selects(ns)).collect();
+    selected.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    for ns in selected {
         assignment.selected.insert(ns.name.to_string());
         let selecting: Vec<&Candidate> = (index.selecting(ns).into_iter())
             .map(|i| &candidates[i])
@@ -383,6 +389,20 @@ mod tests {
                 .unwrap()
                 .selects(&ns("any", &[]))
         );
+    }
+
+    #[test]
+    fn objects_are_built_in_namespace_name_order_whatever_order_the_cache_gives() {
+        let s = spec(
+            json!({"namespaceSelector": {}, "limitRanges": serde_json::from_str::<serde_json::Value>(LR).unwrap()}),
+        );
+        let candidates = vec![Candidate::new("p", &s).unwrap()];
+        let namespaces = ["team-c", "team-a", "team-b"].map(|n| ns(n, &[]));
+        let assignment = assign(&candidates[0], &candidates, &namespaces, &BTreeSet::new());
+        let order: Vec<&str> = (assignment.desired.iter())
+            .map(|d| d.key.namespace.as_str())
+            .collect();
+        assert_eq!(order, ["team-a", "team-b", "team-c"]);
     }
 
     #[test]
