@@ -3,8 +3,10 @@
 //! Measures, from outside the controller: the writes of a rebalance (parts whose spec changed,
 //! which must not grow with N), how long a namespace that used up its part waits for headroom
 //! (from the API server refusing its next pod to its part's `status.hard` rising, so including
-//! kube-controller-manager's copy), and the writes at steady state (Tenantry's managedFields
-//! entries and specs of every part, and the policy's resourceVersion, before and after 10 s).
+//! kube-controller-manager's copy), the writes at steady state (Tenantry's managedFields
+//! entries and specs of every part, and the policy's resourceVersion, before and after 10 s),
+//! and the quota write requests the API server served meanwhile (its own counter: a no-op
+//! apply changes no resourceVersion, so only the requests show one).
 //! Prints figures and writes JSON; exits non-zero when a target is missed.
 
 use std::collections::BTreeMap;
@@ -44,6 +46,8 @@ struct Args {
 const RUN_LABEL: &str = "bench.tenantry.io/shared";
 const POLICY: &str = "bench-shared";
 const BUDGET: &str = "team-budget";
+/// The most quota write requests one rebalance may take, whatever N.
+const MAX_REQUESTS_PER_REBALANCE: u64 = 10;
 
 fn namespace_name(i: usize) -> String {
     format!("bsq-{i:05}")
@@ -155,13 +159,13 @@ async fn exhaust(client: &Client, namespace: &str, trial: usize) -> anyhow::Resu
     unreachable!()
 }
 
-/// One trial: the namespace uses up its part; how long until its part grows, and how many
-/// parts' specs changed meanwhile.
+/// One trial: the namespace uses up its part; how long until its part grows, how many parts'
+/// specs changed meanwhile, and how many quota write requests that took.
 async fn trial(
     client: &Client,
     namespace: &str,
     trial: usize,
-) -> anyhow::Result<(Duration, usize)> {
+) -> anyhow::Result<(Duration, usize, u64)> {
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     wait_until(
         "the default service account",
@@ -170,6 +174,7 @@ async fn trial(
     )
     .await?;
     let before = parts(client).await?;
+    let requests = quota_write_requests(client).await?;
     let refused_at = exhaust(client, namespace, trial).await?;
     let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), namespace);
     wait_until("headroom", Duration::from_secs(60), || async {
@@ -193,12 +198,28 @@ async fn trial(
         .iter()
         .filter(|(ns, q)| before.get(*ns).map(|b| pods_of(b, "spec")) != Some(pods_of(q, "spec")))
         .count();
-    Ok((waited, moved))
+    let requests = quota_write_requests(client).await? - requests;
+    Ok((waited, moved, requests))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
+}
+
+/// The ResourceQuota applies and patches the API server has served (`apiserver_request_total`).
+/// Every client's, but here only Tenantry patches quotas: kube-controller-manager writes their
+/// status with PUT, and the bench only creates pods and reads.
+async fn quota_write_requests(client: &Client) -> anyhow::Result<u64> {
+    let request = axum::http::Request::get("/metrics").body(Vec::new())?;
+    let body = client.request_text(request).await?;
+    let total: f64 = (body.lines())
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter(|l| l.contains("resource=\"resourcequotas\""))
+        .filter(|l| l.contains("verb=\"APPLY\"") || l.contains("verb=\"PATCH\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    Ok(total as u64)
 }
 
 async fn converge(client: &Client, n: usize) -> anyhow::Result<Duration> {
@@ -231,8 +252,8 @@ async fn converge(client: &Client, n: usize) -> anyhow::Result<Duration> {
 }
 
 /// Tenantry's writes over 10 s with nothing changing: parts whose spec or Tenantry entry
-/// changed, plus 1 if the policy's resourceVersion moved.
-async fn steady_writes(client: &Client) -> anyhow::Result<usize> {
+/// changed, plus 1 if the policy's resourceVersion moved; and the quota write requests served.
+async fn steady_writes(client: &Client) -> anyhow::Result<(usize, u64)> {
     let policies: Api<TenantPolicy> = Api::all(client.clone());
     let view = |p: &BTreeMap<String, ResourceQuota>| -> BTreeMap<String, String> {
         p.iter()
@@ -241,6 +262,7 @@ async fn steady_writes(client: &Client) -> anyhow::Result<usize> {
     };
     let before = view(&parts(client).await?);
     let version = policies.get(POLICY).await?.resource_version();
+    let requests = quota_write_requests(client).await?;
     tokio::time::sleep(Duration::from_secs(10)).await; // a measured period, not a wait for a condition
     let after = view(&parts(client).await?);
     let changed = before
@@ -248,7 +270,9 @@ async fn steady_writes(client: &Client) -> anyhow::Result<usize> {
         .filter(|(ns, v)| after.get(*ns) != Some(v))
         .count();
     let policy_moved = policies.get(POLICY).await?.resource_version() != version;
-    Ok(changed + usize::from(policy_moved) + before.len().abs_diff(after.len()))
+    let requests = quota_write_requests(client).await? - requests;
+    let writes = changed + usize::from(policy_moved) + before.len().abs_diff(after.len());
+    Ok((writes, requests))
 }
 
 #[tokio::main]
@@ -277,24 +301,29 @@ async fn main() -> anyhow::Result<()> {
 async fn run(args: &Args, client: &Client) -> anyhow::Result<(serde_json::Value, Vec<String>)> {
     let n = args.namespaces;
     let converged = converge(client, n).await?;
-    let steady = steady_writes(client).await?;
+    let (steady, steady_requests) = steady_writes(client).await?;
     let mut waits = Vec::new();
     let mut moved = Vec::new();
+    let mut requests = Vec::new();
     for t in 0..args.trials {
         // Spread over the namespaces, so each trial starts from a namespace at its chunk.
         let ns = namespace_name((t * 7919) % n);
-        let (waited, writes) = trial(client, &ns, t).await?;
+        let (waited, writes, sent) = trial(client, &ns, t).await?;
         waits.push(waited);
         moved.push(writes);
+        requests.push(sent);
     }
     waits.sort();
     let (p50, p99) = (percentile(&waits, 0.5), percentile(&waits, 0.99));
     let max_moved = moved.iter().copied().max().unwrap_or(0);
     let mean_moved = moved.iter().sum::<usize>() as f64 / moved.len().max(1) as f64;
+    let max_requests = requests.iter().copied().max().unwrap_or(0);
+    let mean_requests = requests.iter().sum::<u64>() as f64 / requests.len().max(1) as f64;
     println!(
         "shared quota over {n} namespaces: converged in {:.1} s; {steady} writes at steady state; \
          headroom after a refusal p50 {} ms, p99 {} ms ({} trials); parts written per rebalance \
-         mean {mean_moved:.2}, max {max_moved}",
+         mean {mean_moved:.2}, max {max_moved}; quota write requests per rebalance mean \
+         {mean_requests:.2}, max {max_requests} ({steady_requests} at steady state)",
         converged.as_secs_f64(),
         p50.as_millis(),
         p99.as_millis(),
@@ -303,6 +332,17 @@ async fn run(args: &Args, client: &Client) -> anyhow::Result<(serde_json::Value,
     let mut failures = Vec::new();
     if steady != 0 {
         failures.push(format!("{steady} writes at steady state (target 0)"));
+    }
+    if steady_requests != 0 {
+        failures.push(format!(
+            "{steady_requests} quota write requests at steady state (target 0)"
+        ));
+    }
+    // A rebalance lowers and raises a few parts: requests that grow with N are a write storm.
+    if max_requests > MAX_REQUESTS_PER_REBALANCE {
+        failures.push(format!(
+            "{max_requests} quota write requests in a rebalance (at most {MAX_REQUESTS_PER_REBALANCE})"
+        ));
     }
     if args.max_p99_ms > 0 && p99 > Duration::from_millis(args.max_p99_ms) {
         failures.push(format!(
@@ -320,6 +360,9 @@ async fn run(args: &Args, client: &Client) -> anyhow::Result<(serde_json::Value,
         "headroom_p99_ms": p99.as_millis() as u64,
         "parts_written_per_rebalance_mean": mean_moved,
         "parts_written_per_rebalance_max": max_moved,
+        "quota_write_requests_per_rebalance_mean": mean_requests,
+        "quota_write_requests_per_rebalance_max": max_requests,
+        "quota_write_requests_at_steady_state": steady_requests,
     });
     Ok((figures, failures))
 }
