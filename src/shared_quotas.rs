@@ -404,6 +404,12 @@ mod tests {
             assert_eq!(d.key.name, "budget");
             assert_eq!(d.labels.as_ref().unwrap()[SHARED_QUOTA_LABEL], "budget");
             assert_eq!(d.labels.as_ref().unwrap()[ENFORCED_LABEL], "false");
+            let set: Vec<String> = d.all_labels(&owner()).into_keys().collect();
+            assert!(
+                set.iter()
+                    .all(|l| crate::api::TENANTRY_LABELS.contains(&l.as_str())),
+                "the caches keep every label a part carries: {set:?}"
+            );
         }
         assert!(!first.settled);
         let live = Index(vec![

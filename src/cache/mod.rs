@@ -37,7 +37,7 @@ use kube::runtime::reflector::{Lookup, ObjectRef, Store};
 use kube::runtime::watcher;
 use serde_json::Value;
 
-use crate::api::{ENFORCED_LABEL, MANAGED_BY_LABEL, POLICY_LABEL, SHARED_QUOTA_LABEL, is_managed};
+use crate::api::{MANAGED_BY_LABEL, POLICY_LABEL, SHARED_QUOTA_LABEL, TENANTRY_LABELS, is_managed};
 use crate::fingerprint::fingerprint;
 use crate::resources::{Live, ManagedResource, ObjectKey, Owner, spec_fingerprint};
 
@@ -199,17 +199,6 @@ fn hash_of_owners(references: &[OwnerReference]) -> u64 {
     )
 }
 
-/// The labels Tenantry sets and the diff compares, the only ones a [`Cached`] keeps. A label the
-/// diff wants and the cache dropped would read as missing on every reconcile: each one would
-/// re-apply the object (a no-op the API server does not even version, so invisible from outside
-/// but for the requests).
-const TENANTRY_LABELS: [&str; 4] = [
-    MANAGED_BY_LABEL,
-    POLICY_LABEL,
-    SHARED_QUOTA_LABEL,
-    ENFORCED_LABEL,
-];
-
 /// One managed object of kind `K` as the cache holds it: what the diff and the watch triggers
 /// read, nothing more. Converted to the diff's [`Live`] only for an object that is not converged.
 #[derive(Clone, Debug)]
@@ -220,7 +209,8 @@ pub struct Cached<K> {
     pub namespace: Arc<str>,
     pub uid: Uid,
     pub resource_version: Version,
-    /// Of the object's labels, only Tenantry's ([`TENANTRY_LABELS`]): the diff reads no others.
+    /// Of the object's labels, only Tenantry's ([`crate::api::TENANTRY_LABELS`]): the diff reads
+    /// no others.
     /// Shared.
     pub labels: Arc<BTreeMap<String, String>>,
     /// All of them, verbatim: patches that replace or release the controller reference keep the
@@ -666,7 +656,7 @@ mod tests {
         let hard = json!({"pods": "2"});
         let labels = BTreeMap::from([
             (SHARED_QUOTA_LABEL.to_owned(), "compute".to_owned()),
-            (ENFORCED_LABEL.to_owned(), "true".to_owned()),
+            (crate::api::ENFORCED_LABEL.to_owned(), "true".to_owned()),
         ]);
         let d = desired("a", hard.clone()).with_labels(labels.clone());
         let mut written = quota("a", hard);
