@@ -34,6 +34,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
 use kube::runtime::wait::await_condition;
+use kube::runtime::{reflector, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tenantry::api::MANAGED_SELECTOR;
@@ -459,6 +460,8 @@ async fn create_namespaces(
 enum Verb {
     Post,
     Apply,
+    /// POST with [`watch_like_a_controller`]'s watches open.
+    PostWatched,
 }
 
 /// The floor: 4·N writes of the declared objects (prefixed `floor-`) as tight as the client
@@ -505,7 +508,7 @@ async fn floor(
                     .unwrap_or_default()
                     .to_owned();
                 match verb {
-                    Verb::Post => {
+                    Verb::Post | Verb::PostWatched => {
                         let params = PostParams {
                             field_manager: Some("bench-floor".into()),
                             ..Default::default()
@@ -843,34 +846,121 @@ fn stats(samples: &[f64]) -> Value {
     })
 }
 
-/// One measured floor phase: POST and apply, in alternating order.
+/// The floors measured in one run: POST and apply (the faster is the floor), and POST with a
+/// controller's watches open (not a floor: what watching its own writes costs any controller).
+#[derive(Default)]
+struct Floors {
+    post: Vec<f64>,
+    apply: Vec<f64>,
+    watched: Vec<f64>,
+}
+
+/// One measured floor phase: POST, apply and watched POST, in an order that rotates with the run.
 async fn floor_phase(
     client: &Client,
     names: &[String],
     concurrency: usize,
     run: usize,
-    post: &mut Vec<f64>,
-    apply: &mut Vec<f64>,
+    floors: &mut Floors,
 ) -> anyhow::Result<()> {
-    let order = if run.is_multiple_of(2) {
-        [Verb::Post, Verb::Apply]
-    } else {
-        [Verb::Apply, Verb::Post]
-    };
+    let mut order = [Verb::Post, Verb::Apply, Verb::PostWatched];
+    let turns = run % order.len();
+    order.rotate_left(turns);
     let owner = floor_owner(client, &format!("floor-owner-{}-{run}", std::process::id())).await?;
     for verb in order {
+        let watching = match verb {
+            Verb::PostWatched => Some(watch_like_a_controller(client).await?),
+            Verb::Post | Verb::Apply => None,
+        };
         quiet(client, names, &format!("floor {verb:?}")).await?;
         let took = floor(client, names, verb, concurrency, &owner).await?;
+        if let Some(watching) = watching {
+            watching.saw(4 * names.len()).await?;
+        }
         delete_floor(client, concurrency).await?;
         match verb {
-            Verb::Post => post.push(took),
-            Verb::Apply => apply.push(took),
+            Verb::Post => floors.post.push(took),
+            Verb::Apply => floors.apply.push(took),
+            Verb::PostWatched => floors.watched.push(took),
         }
     }
     Api::<TenantPolicy>::all(client.clone())
         .delete(&owner.name, &DeleteParams::default())
         .await?;
     Ok(())
+}
+
+/// Watches open in this process until dropped, each with the size of its cache.
+struct Watching {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    cached: Vec<Box<dyn Fn() -> usize + Send + Sync>>,
+}
+
+impl Watching {
+    /// Waits until the caches hold `objects` in all: the watches saw every write beside them.
+    async fn saw(&self, objects: usize) -> anyhow::Result<()> {
+        let held = || self.cached.iter().map(|len| len()).sum::<usize>();
+        wait_for(
+            "the watches to see every floor object",
+            Duration::from_secs(60),
+            || std::future::ready(held() >= objects),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// What any controller that repairs drift holds while it writes: a watch of each managed kind
+/// by Tenantry's label (kube-runtime, JSON, typed objects into a reflector store). Returns once
+/// every watch has listed, so the floor beside them measures the events, not the lists.
+async fn watch_like_a_controller(client: &Client) -> anyhow::Result<Watching> {
+    let (listed, mut lists) = tokio::sync::mpsc::channel::<()>(3);
+    let mut watching = Watching {
+        tasks: Vec::new(),
+        cached: Vec::new(),
+    };
+    watch_kind::<LimitRange>(client, listed.clone(), &mut watching);
+    watch_kind::<ResourceQuota>(client, listed.clone(), &mut watching);
+    watch_kind::<PodDisruptionBudget>(client, listed, &mut watching);
+    for _ in 0..watching.tasks.len() {
+        tokio::time::timeout(Duration::from_secs(60), lists.recv())
+            .await
+            .context("a managed kind's watch did not list in 60 s")?
+            .context("a managed kind's watch ended")?;
+    }
+    Ok(watching)
+}
+
+fn watch_kind<K>(client: &Client, listed: tokio::sync::mpsc::Sender<()>, watching: &mut Watching)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let config = watcher::Config::default().labels(MANAGED_SELECTOR);
+    let events = reflector::reflector(writer, watcher(Api::<K>::all(client.clone()), config));
+    watching.tasks.push(tokio::spawn(async move {
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            if let Ok(watcher::Event::InitDone) = event {
+                let _ = listed.try_send(());
+            }
+        }
+    }));
+    watching.cached.push(Box::new(move || store.len()));
 }
 
 /// One unmeasured POST floor, so that no measured phase runs on a cold control plane: the
@@ -1001,23 +1091,15 @@ async fn run_one(client: &Client, args: &Args, n: usize) -> anyhow::Result<Value
     )
     .await?;
     warm_up(client, &names, args.concurrency).await?;
-    let (mut post, mut apply, mut conv, mut prop) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut floors = Floors::default();
+    let (mut conv, mut prop) = (Vec::new(), Vec::new());
     let mut rss = 0.0f64;
     let limit = Duration::from_secs(120 + n as u64 / 5);
     let mut last = None;
     // Alternating order: floor first in even runs, convergence first in odd ones (F C | C F | F C).
     for index in 0..args.runs {
         if index % 2 == 0 {
-            floor_phase(
-                client,
-                &names,
-                args.concurrency,
-                index,
-                &mut post,
-                &mut apply,
-            )
-            .await?;
+            floor_phase(client, &names, args.concurrency, index, &mut floors).await?;
         }
         let c = convergence(client, args, &names, &run, index).await?;
         conv.push(c.convergence);
@@ -1029,15 +1111,7 @@ async fn run_one(client: &Client, args: &Args, n: usize) -> anyhow::Result<Value
         }
         teardown(client, c.operator, &c.policy, limit).await?;
         if index % 2 == 1 {
-            floor_phase(
-                client,
-                &names,
-                args.concurrency,
-                index,
-                &mut post,
-                &mut apply,
-            )
-            .await?;
+            floor_phase(client, &names, args.concurrency, index, &mut floors).await?;
         }
     }
     let Convergence {
@@ -1048,14 +1122,21 @@ async fn run_one(client: &Client, args: &Args, n: usize) -> anyhow::Result<Value
     verify_end_state(client, &policy, &names, "25").await?;
     rss = rss.max(restarted.operator.peak_rss_mib());
     restarted.operator.stop();
+    let Floors {
+        post,
+        apply,
+        watched,
+    } = floors;
     let (post_m, apply_m) = (percentile(&post, 0.5), percentile(&apply, 0.5));
     let floor_m = post_m.min(apply_m);
     let mut result = json!({
         "namespaces": n, "objects": 4 * n, "runs": args.runs,
-        "order": "an unmeasured POST floor first (warm-up); then floor (POST and apply, alternating) and convergence alternate: F C | C F | F C ...",
+        "order": "an unmeasured POST floor first (warm-up); then floor (POST, apply and watched POST, in an order rotating with the run) and convergence alternate: F C | C F | F C ...",
         "floor_post_seconds": stats(&post), "floor_apply_seconds": stats(&apply),
         "floor_verb": if post_m <= apply_m { "POST" } else { "APPLY" }, "floor_seconds": floor_m,
+        "floor_post_watched_seconds": stats(&watched),
         "convergence_seconds": stats(&conv), "convergence_ratio": percentile(&conv, 0.5) / floor_m,
+        "convergence_vs_watched": percentile(&conv, 0.5) / percentile(&watched, 0.5),
         "propagation_seconds": stats(&prop), "propagation_ratio": percentile(&prop, 0.5) / floor_m,
         "restart_writes": restarted.writes, "restart_objects_checked": restarted.checked, "restart_ready_seconds": restarted.ready_seconds,
         "restart_reacted_seconds": restarted.reacted_seconds,
@@ -1306,21 +1387,23 @@ fn print_table(results: &[Value]) {
         .collect();
     if !single.is_empty() {
         println!(
-            "| N | runs | floor: POST | floor: apply | convergence | vs floor | propagation | vs floor | restart writes | restart to Ready | peak RSS | unselect p50/p99 | select p50/p99 | drift p50/p99 |"
+            "| N | runs | floor: POST | floor: apply | POST, watched | convergence | vs floor | vs watched | propagation | vs floor | restart writes | restart to Ready | peak RSS | unselect p50/p99 | select p50/p99 | drift p50/p99 |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for r in results
             .iter()
             .filter(|r| r["fleet"].as_bool() != Some(true))
         {
             println!(
-                "| {} | {} | {} | {} | {} | {:.2}x | {} | {:.2}x | {} | {:.2} s | {:.1} MiB | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {:.2}x | {:.2}x | {} | {:.2}x | {} | {:.2} s | {:.1} MiB | {} | {} | {} |",
                 r["namespaces"],
                 r["runs"],
                 spread(r, "floor_post_seconds"),
                 spread(r, "floor_apply_seconds"),
+                spread(r, "floor_post_watched_seconds"),
                 spread(r, "convergence_seconds"),
                 f(r, &["convergence_ratio"]),
+                f(r, &["convergence_vs_watched"]),
                 spread(r, "propagation_seconds"),
                 f(r, &["propagation_ratio"]),
                 r["restart_writes"],
