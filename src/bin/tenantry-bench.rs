@@ -2,14 +2,16 @@
 //!
 //! For each N: N namespaces. The floor is the fastest honest way to write the same 4·N objects
 //! with the controller's client settings: a tight loop of POSTs and one of forced server-side
-//! applies, both measured, the faster counts. Every measured phase starts equal: the floor's
-//! objects are deleted after it, and a quiet gate waits before each phase until
-//! kube-controller-manager has caught up (quota status, PDB status, service accounts and root CA
-//! config maps of every namespace) and the API server's write rate is back to idle. An unmeasured
-//! POST floor warms the control plane first, so no measured phase runs on a cold one. The order
-//! alternates (floor then convergence, convergence then floor, ...) and each figure is the median
-//! of the runs, with min and max. After convergence and propagation the whole end state is
-//! checked (all 4·N objects, specs as declared). A restart with everything converged is checked
+//! applies, both measured, the faster counts; a third, the POSTs beside a controller's watches
+//! of the managed kinds, is printed (never the floor) to show what watching costs any
+//! controller. Every measured phase starts equal: the floor's objects are deleted after it, and a
+//! quiet gate waits before each phase until kube-controller-manager has caught up (quota status,
+//! PDB status, service accounts and root CA config maps of every namespace) and the API server's
+//! write rate is back to idle. An unmeasured POST floor warms the control plane first, so no
+//! measured phase runs on a cold one. The order alternates (floor then convergence, convergence
+//! then floor, ...) and each figure is the median of the runs, with min and max. After
+//! convergence and propagation the whole end state is checked (all 4·N objects, specs as
+//! declared). A restart with everything converged is checked
 //! from outside: resourceVersions and managedFields of every managed object, of the policy and of
 //! Tenantry's Events, before the restart and after the restarted controller has reacted to a
 //! canary namespace (so its first reconciles are done) and 10 s more. Then p50/p99 latency of a
