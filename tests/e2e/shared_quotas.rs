@@ -450,16 +450,9 @@ async fn a_cpu_budget_counts_the_limit_range_defaults_and_is_never_exceeded() {
     );
     // 2 x 15 pods of 100m wanted: 3 CPUs against a budget of 2.
     deploy_everywhere(&client, &namespaces, &deployment("worker", &run, 15, None)).await;
-    // 30 pods wanted against room for 20: the ReplicaSets are refused from the start, and the
-    // last pods come when the ReplicaSet controller's backoff lets it retry (as in the tests
-    // below; 60 s was once not enough in CI, with 8 tests at a time on 2 cores).
-    let filled = wait_pods_within(
-        Duration::from_secs(240),
-        &client,
-        &run,
-        "2 CPUs of requests (20 pods)",
-        |p| requested(p, "requests.cpu") == 2000,
-    )
+    let filled = wait_pods(&client, &run, "2 CPUs of requests (20 pods)", |p| {
+        requested(p, "requests.cpu") == 2000
+    })
     .await;
     stop.store(true, Ordering::Relaxed);
     let maxima = sampling.await.expect("sampler");
