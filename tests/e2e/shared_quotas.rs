@@ -303,7 +303,7 @@ async fn the_total_is_never_exceeded_under_contention_and_freed_budget_moves_to_
         refilled.as_secs_f64()
     );
     // Enough samples to have watched the fill, as in the CPU test; no more, since a fast fill
-    // (0.6 s and 0.7 s once in CI) leaves time for only a few dozen.
+    // (0.6 s and 0.7 s once in CI) left time for only 16.
     assert!(maxima.samples > 5, "the sampler ran: {maxima:?}");
     assert!(maxima.pods <= 20, "pods exceeded the budget: {maxima:?}");
     assert!(
