@@ -103,6 +103,11 @@ pub struct Part {
     /// refused without an Event, so `refused` never hears of it: while the budget is free, the
     /// part keeps at least this much headroom, so that any pod the namespace may create fits.
     pub pod_max: Amounts,
+    /// Quota admission charged this part moments ago: leave its `spec.hard` as it is this run.
+    /// Every change of `spec.hard` has kube-controller-manager recount the part's use from its
+    /// own caches, which may not hold the pods just admitted yet; that recount would erase their
+    /// charge (and admit as much again beyond the part). See [`Allocation::held`].
+    pub settling: bool,
 }
 
 /// What the allocator remembers of one shared budget between runs. The controller keeps one per
@@ -191,13 +196,17 @@ pub struct Allocation {
     /// The memory for the next run (keep it whether or not the writes succeed).
     pub memory: Memory,
     pub usage: Usage,
+    /// The namespaces whose part was to be resized but is settling ([`Part::settling`]):
+    /// nothing written there this run, and nothing remembered of the resize. Run again once
+    /// they have settled.
+    pub held: Vec<String>,
 }
 
 impl Allocation {
     /// Nothing to write and nothing newly learnt: no need to run again until a part changes.
     /// Otherwise run again once the writes are applied (or after a short delay).
     pub fn settled(&self, previous: &Memory) -> bool {
-        self.writes.is_empty() && self.memory == *previous
+        self.writes.is_empty() && self.held.is_empty() && self.memory == *previous
     }
 }
 
@@ -237,11 +246,12 @@ pub fn quantities(amounts: &Amounts) -> BTreeMap<String, Quantity> {
 pub fn allocate(budget: &Amounts, parts: &[Part], memory: &Memory) -> Allocation {
     let observed = observe(parts, memory);
     let targets = plan(budget, parts, &observed);
-    let (writes, memory) = write(budget, parts, &observed, &targets);
+    let (writes, memory, held) = write(budget, parts, &observed, &targets);
     Allocation {
         writes,
         memory,
         usage: usage(budget, parts),
+        held,
     }
 }
 
@@ -619,7 +629,7 @@ fn write(
     parts: &[Part],
     observed: &Observed,
     targets: &[Amounts],
-) -> (Vec<Write>, Memory) {
+) -> (Vec<Write>, Memory, Vec<String>) {
     let mut free: Free = budget
         .iter()
         .map(|(resource, &hard)| {
@@ -631,6 +641,7 @@ fn write(
         .collect();
     let mut memory = Memory::default();
     let (mut deletes, mut lowers, mut creates, mut raises) = (vec![], vec![], vec![], vec![]);
+    let mut held = Vec::new();
     for (i, part) in parts.iter().enumerate() {
         let mut mem = observed.memory[i].clone();
         let namespace = part.namespace.clone();
@@ -648,9 +659,15 @@ fn write(
                 creates.push(Write::Create { namespace, hard });
             }
             Some(current) => {
+                let free_before = part.settling.then(|| free.clone());
                 let (hard, raised) =
                     resize(budget, part, observed, i, &targets[i], &mut mem, &mut free);
-                if hard == *current {
+                if let Some(free_before) = free_before.filter(|_| hard != *current) {
+                    // Held: as if not planned, so the budget it would take stays free.
+                    free = free_before;
+                    mem = observed.memory[i].clone();
+                    held.push(namespace);
+                } else if hard == *current {
                     // Nothing remembered (a restart): what is there is taken as ours. Otherwise a
                     // restore that has to wait keeps what was written in memory.
                     if mem.written.is_none() {
@@ -672,7 +689,7 @@ fn write(
         memory.parts.insert(part.namespace.clone(), mem);
     }
     let writes = [deletes, lowers, creates, raises].concat();
-    (writes, memory)
+    (writes, memory, held)
 }
 
 /// The spec.hard an existing part gets this run (every lowering, the raises that fit), and
@@ -936,6 +953,59 @@ mod tests {
             }],
             "used 2 plus the target headroom of 2; nobody else is written"
         );
+    }
+
+    #[test]
+    fn a_part_charged_moments_ago_is_left_as_it_is_until_it_settles() {
+        let mut cluster = Cluster::with_namespaces(&["a", "b", "c", "d"]);
+        cluster.settle(&pods(20), 3);
+        cluster.use_up("b", PODS);
+        cluster.part("b").settling = true;
+        let before = cluster.memory.clone();
+        let parts: Vec<Part> = cluster.parts.values().cloned().collect();
+        let allocation = allocate(&pods(20), &parts, &cluster.memory);
+        assert!(allocation.writes.is_empty(), "{:?}", allocation.writes);
+        assert_eq!(allocation.held, vec!["b".to_owned()]);
+        assert!(!allocation.settled(&before), "a held resize is still to do");
+        assert_eq!(
+            allocation.memory, before,
+            "nothing remembered of the held resize"
+        );
+        // Settled: the same raise as without the wait, and nothing held.
+        cluster.part("b").settling = false;
+        assert_eq!(
+            cluster.run(&pods(20)),
+            vec![Write::SetHard {
+                namespace: "b".into(),
+                hard: pods(4)
+            }]
+        );
+    }
+
+    #[test]
+    fn a_settling_part_held_back_leaves_its_budget_free_and_others_are_still_resized() {
+        // a holds surplus, b and c used theirs up; b is settling, c is not.
+        let mut cluster = Cluster::with_namespaces(&["a", "b", "c"]);
+        cluster.run(&pods(12));
+        cluster.part("a").spec = Some(pods(2));
+        cluster.part("b").spec = Some(pods(2));
+        cluster.part("c").spec = Some(pods(2));
+        cluster.memory = Memory::default();
+        cluster.copy_all();
+        cluster.use_up("b", PODS);
+        cluster.use_up("c", PODS);
+        cluster.part("b").settling = true;
+        let parts: Vec<Part> = cluster.parts.values().cloned().collect();
+        let allocation = allocate(&pods(12), &parts, &cluster.memory);
+        assert_eq!(allocation.held, vec!["b".to_owned()]);
+        let raised: Vec<&str> = allocation.writes.iter().map(Write::namespace).collect();
+        assert_eq!(raised, vec!["c"], "c is raised; b waits");
+        // c gets what it gets when b is resized too; b's part is as it was.
+        let mut unheld = parts.clone();
+        unheld.iter_mut().for_each(|p| p.settling = false);
+        let both = allocate(&pods(12), &unheld, &cluster.memory).writes;
+        assert!(both.iter().any(|w| w.namespace() == "b"), "{both:?}");
+        assert!(both.contains(&allocation.writes[0]), "{both:?}");
     }
 
     /// a holds 8 pods of headroom it does not use, b (after a restart, so what is there is

@@ -95,6 +95,11 @@ pub trait LiveIndex {
     fn quota_status(&self, _key: &ObjectKey) -> Option<Value> {
         None
     }
+    /// When the index first showed a shared budget's part with its current `status.used`;
+    /// `None` when it does not know.
+    fn used_since(&self, _key: &ObjectKey) -> Option<std::time::Instant> {
+        None
+    }
 }
 
 impl LiveIndex for [Live] {

@@ -26,6 +26,17 @@ use crate::select::Assignment;
 /// How long a written part may take to show in the cache before the write is taken as lost.
 pub const UNSEEN_FOR: Duration = Duration::from_secs(10);
 
+/// How long after quota admission last charged a part (its `status.used` changed) the part is
+/// left as it is. A change of `spec.hard` has kube-controller-manager recount the part's use
+/// from its informers; a pod admitted just before may not be in them yet, and the recount then
+/// drops its charge, so the namespace may admit that much again beyond its part (measured in
+/// the README). Waiting until its use has been still this long lets the informers catch up.
+pub const SETTLE: Duration = Duration::from_millis(100);
+
+/// A part whose use never stays still this long is resized anyway after being held this long:
+/// holding is safe (any subset of the allocator's writes is), but others may be waiting.
+pub const HELD_AT_MOST: Duration = Duration::from_secs(5);
+
 /// What the step remembers between reconciles of one policy.
 #[derive(Debug, Default)]
 pub struct Memories {
@@ -35,6 +46,8 @@ pub struct Memories {
     /// that lacks the controller's own last raise (it would hand that budget out twice), so a
     /// budget with such a part waits for the watch.
     unseen: BTreeMap<ObjectKey, Unseen>,
+    /// Parts whose resize is held while they settle ([`SETTLE`]), since when.
+    held: BTreeMap<ObjectKey, Instant>,
 }
 
 #[derive(Debug)]
@@ -92,6 +105,8 @@ pub struct Budgets {
     pub settled: bool,
     /// The part writes planned (for [`Memories::written`]).
     pub planned: Vec<Planned>,
+    /// When to run again for the resizes held while parts settle, if any.
+    pub recheck_in: Option<Duration>,
 }
 
 /// Sizes the parts of every budget of `spec` among `namespaces` (where the policy wins
@@ -125,6 +140,24 @@ pub fn plan<L: LiveIndex + ?Sized>(
             continue;
         };
         let mut parts = observe(owner, item, namespaces, live);
+        // Time since each part was last charged, for those charged less than SETTLE ago.
+        let mut settling = BTreeMap::new();
+        for p in parts.iter_mut() {
+            let key = key(&p.namespace, item);
+            let charged = live
+                .used_since(&key)
+                .map(|t| now.saturating_duration_since(t));
+            let held_for = memories
+                .held
+                .get(&key)
+                .map(|t| now.saturating_duration_since(*t));
+            if let Some(charged) = charged.filter(|c| *c < SETTLE)
+                && held_for.is_none_or(|h| h < HELD_AT_MOST)
+            {
+                p.settling = true;
+                settling.insert(p.namespace.clone(), charged);
+            }
+        }
         let largest = pod_max(spec, &budget);
         for p in parts.iter_mut().filter(|p| bounded.contains(&p.namespace)) {
             p.pod_max = largest.clone();
@@ -146,6 +179,14 @@ pub fn plan<L: LiveIndex + ?Sized>(
             continue;
         }
         budgets.settled &= allocation.settled(memory);
+        memories
+            .held
+            .retain(|k, _| k.name != item.name || allocation.held.contains(&k.namespace));
+        for namespace in &allocation.held {
+            memories.held.entry(key(namespace, item)).or_insert(now);
+            let remaining = SETTLE.saturating_sub(settling[namespace]);
+            budgets.recheck_in = Some(budgets.recheck_in.map_or(remaining, |r| r.min(remaining)));
+        }
         let versions = |ns: &str| {
             live.get(&key(ns, item))
                 .map(|l| l.resource_version)
@@ -290,6 +331,7 @@ fn observe<L: LiveIndex + ?Sized>(
             selected,
             refused: live.refused(&key),
             pod_max: Amounts::new(),
+            settling: false,
         }
     };
     let mut parts: Vec<Part> = namespaces.iter().map(|ns| part(ns, true)).collect();
@@ -327,6 +369,28 @@ mod tests {
     use serde_json::json;
 
     struct Index(Vec<(Live, Value)>);
+
+    /// An index whose parts in `charged` were last charged at that instant.
+    struct Charged<'a>(&'a Index, BTreeMap<String, Instant>);
+
+    impl LiveIndex for Charged<'_> {
+        fn get(&self, key: &ObjectKey) -> Option<Live> {
+            self.0.get(key)
+        }
+        fn labelled_for(
+            &self,
+            policy: &str,
+            keep: &dyn Fn(Kind, &str, &str) -> bool,
+        ) -> Vec<ObjectKey> {
+            self.0.labelled_for(policy, keep)
+        }
+        fn quota_status(&self, key: &ObjectKey) -> Option<Value> {
+            self.0.quota_status(key)
+        }
+        fn used_since(&self, key: &ObjectKey) -> Option<Instant> {
+            self.1.get(&key.namespace).copied()
+        }
+    }
 
     impl LiveIndex for Index {
         fn get(&self, key: &ObjectKey) -> Option<Live> {
@@ -532,6 +596,56 @@ mod tests {
             .collect();
         assert!(!desired.contains(&"b"), "b left the budget: {desired:?}");
         assert!(desired.contains(&"a"));
+    }
+
+    #[test]
+    fn a_part_charged_moments_ago_is_resized_once_it_settles_or_has_waited_long_enough() {
+        let spec = spec(json!({"pods": "20"}));
+        let index = Index(vec![
+            part("a", json!({"pods": "2"}), json!({"pods": "2"})),
+            part("b", json!({"pods": "2"}), json!({"pods": "0"})),
+        ]);
+        let now = Instant::now();
+        let charged = now - Duration::from_millis(40);
+        let live = Charged(&index, BTreeMap::from([("a".to_owned(), charged)]));
+        let mut memories = Memories::default();
+        let run = |live: &Charged, memories: &mut Memories, at: Instant| {
+            plan(
+                &owner(),
+                &spec,
+                &names(&["a", "b"]),
+                &BTreeSet::new(),
+                live,
+                memories,
+                at,
+            )
+        };
+        let first = run(&live, &mut memories, now);
+        assert!(first.planned.is_empty(), "a, at its part, waits to settle");
+        assert!(!first.settled);
+        assert_eq!(first.recheck_in, Some(SETTLE - Duration::from_millis(40)));
+        let a = |b: &Budgets| {
+            (b.desired.iter())
+                .find(|d| d.key.namespace == "a")
+                .map(|d| d.spec["hard"]["pods"].clone())
+        };
+        assert_eq!(a(&first), Some(json!("2")), "held at its size");
+        // Settled: raised, as without the wait.
+        let settled = run(&live, &mut memories, charged + SETTLE);
+        assert_eq!(settled.planned.len(), 1, "{:?}", settled.planned);
+        assert_ne!(a(&settled), Some(json!("2")));
+        assert_eq!(settled.recheck_in, None);
+
+        // A use that never stays still: held no longer than HELD_AT_MOST.
+        let mut memories = Memories::default();
+        let mut at = now;
+        while at < now + HELD_AT_MOST {
+            let live = Charged(&index, BTreeMap::from([("a".to_owned(), at)]));
+            assert!(run(&live, &mut memories, at).planned.is_empty());
+            at += Duration::from_millis(500);
+        }
+        let live = Charged(&index, BTreeMap::from([("a".to_owned(), at)]));
+        assert_eq!(run(&live, &mut memories, at).planned.len(), 1);
     }
 
     #[test]

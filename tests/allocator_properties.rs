@@ -111,6 +111,7 @@ impl Model {
                 selected: ns.selected,
                 refused: self.refused(ns),
                 pod_max: ns.pod_max.clone(),
+                settling: false,
             })
             .collect()
     }
@@ -208,7 +209,13 @@ impl Model {
     /// `drop_one_in` chance), random copies after each. Returns 0 when the run was settled.
     fn run(&mut self, seed: u64, drop_one_in: u64) -> usize {
         self.rng = seed | 1;
-        let parts = self.parts();
+        let mut parts = self.parts();
+        if drop_one_in > 0 {
+            // Some parts were charged moments ago: their resizes are held (Part::settling).
+            for part in &mut parts {
+                part.settling = self.random().is_multiple_of(drop_one_in);
+            }
+        }
         let allocation = allocator::allocate(&self.budget, &parts, &self.memory);
         assert_lowers_first(&allocation.writes, &parts);
         let settled = allocation.settled(&self.memory);

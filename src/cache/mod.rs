@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -227,6 +228,9 @@ pub struct Cached<K> {
     /// The status, kept only for the ResourceQuotas holding a shared budget's part
     /// ([`SHARED_QUOTA_LABEL`]): the allocator reads their `hard` and `used`.
     pub status: Option<Arc<Value>>,
+    /// For a part (`status` kept): when the cache first showed its current `status.used`, that
+    /// is, about when quota admission last charged it (or kube-controller-manager recounted it).
+    pub used_since: Option<Instant>,
     /// See [`Compact::changed`].
     changed: bool,
     kind: PhantomData<fn() -> K>,
@@ -260,6 +264,8 @@ pub trait Compact<K>: Lookup<DynamicType = ()> + Clone + Send + Sync + 'static {
     /// what a policy does (set by [`watch`] before the event is stored).
     fn changed(&self) -> bool;
     fn set_changed(&mut self, changed: bool);
+    /// Carries over what this version shares with `previous`, the version cached before it.
+    fn follow(&mut self, _previous: &Self) {}
     /// The kind and resourceVersion, for [`own_writes`]: `None` for what Tenantry does not write.
     fn written_as(&self) -> Option<(crate::resources::Kind, String)> {
         None
@@ -349,6 +355,7 @@ impl<K: ManagedResource> Compact<K> for Cached<K> {
             deleting: meta.deletion_timestamp.is_some(),
             spec: SPECS.intern(spec_print, spec),
             spec_print,
+            used_since: status.is_some().then(Instant::now),
             status,
             changed: true,
             kind: PhantomData,
@@ -369,6 +376,13 @@ impl<K: ManagedResource> Compact<K> for Cached<K> {
 
     fn set_changed(&mut self, changed: bool) {
         self.changed = changed;
+    }
+
+    fn follow(&mut self, previous: &Self) {
+        let used = |o: &Self| o.status.as_deref().and_then(|s| s.get("used")).cloned();
+        if self.uid == previous.uid && used(self) == used(previous) {
+            self.used_since = previous.used_since.or(self.used_since);
+        }
     }
 
     fn written_as(&self) -> Option<(crate::resources::Kind, String)> {
@@ -510,11 +524,15 @@ pub(crate) fn summarise<K, S: Compact<K>>(
         let mut object = S::of(object);
         let mut key = ObjectRef::new(&object.name().unwrap_or_default());
         key.namespace = object.namespace().map(Cow::into_owned);
+        let previous = cached.get(&key);
         object.set_changed(
-            cached
-                .get(&key)
+            previous
+                .as_ref()
                 .is_none_or(|previous| !previous.same_for_policies(&object)),
         );
+        if let Some(previous) = previous {
+            object.follow(&previous);
+        }
         object
     };
     match event {
@@ -567,6 +585,35 @@ mod tests {
             "status": {"used": {"pods": "3"}},
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_part_remembers_when_its_use_last_changed_across_versions() {
+        let part = |used: &str, version: &str| {
+            let mut q = quota("a", json!({"pods": "5"}));
+            (q.metadata.labels.as_mut().unwrap()).insert(SHARED_QUOTA_LABEL.into(), "b".into());
+            q.metadata.resource_version = Some(version.into());
+            q.status.as_mut().unwrap().used = serde_json::from_value(json!({"pods": used})).ok();
+            Cached::<ResourceQuota>::of(q)
+        };
+        let mut first = part("3", "7");
+        let long_ago = Instant::now() - std::time::Duration::from_secs(60);
+        first.used_since = Some(long_ago);
+        let mut same = part("3", "8");
+        same.follow(&first);
+        assert_eq!(
+            same.used_since,
+            Some(long_ago),
+            "a spec or status.hard change"
+        );
+        let mut charged = part("4", "9");
+        charged.follow(&same);
+        assert!(
+            charged.used_since.unwrap() > long_ago,
+            "quota admission charged it"
+        );
+        let plain = Cached::<ResourceQuota>::of(quota("a", json!({"pods": "5"})));
+        assert_eq!(plain.used_since, None, "only parts keep their status");
     }
 
     fn desired(namespace: &str, hard: Value) -> Desired {

@@ -101,6 +101,7 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeu
         budgets: budgets.states,
         budgets_settled: budgets.settled,
     };
+    let recheck_in = budgets.recheck_in;
     memory.budgets(|m| m.written(budgets.planned, &outcomes, Instant::now()));
     let mut report = memory.reported(|reported| report::report(facts, reported));
     drop(outcomes);
@@ -111,9 +112,9 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeu
     if !report.retry {
         write_status(&policy, &report.summary, ctx).await?;
     }
-    Ok(Requeue::requeue(
-        memory.delay(report.next, report.transient_failures),
-    ))
+    let delay = memory.delay(report.next, report.transient_failures);
+    // A resize held while a part settles is due sooner than the usual "soon".
+    Ok(Requeue::requeue(recheck_in.map_or(delay, |r| delay.min(r))))
 }
 
 /// Whatever the API server would refuse in the objects the policy builds, found before any

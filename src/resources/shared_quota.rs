@@ -47,6 +47,7 @@ pub fn part_of(quota: &ResourceQuota, selected: bool) -> Result<Part, String> {
         selected,
         refused: Amounts::new(),
         pod_max: Amounts::new(),
+        settling: false,
     })
 }
 
