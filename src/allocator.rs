@@ -65,7 +65,9 @@
 //! [`crate::resources::shared_quota::part_of`]), call [`allocate`] with the [`Memory`] kept from
 //! the last run, keep the returned memory, apply the writes in order (each guarded by the
 //! resourceVersion read, so a write based on a stale read fails rather than lands), and run again
-//! on the next change of a part, or soon when [`Allocation::settled`] is false.
+//! on the next change of a part, or soon when [`Allocation::settled`] is false. Mark a part
+//! [`Part::settling`] while quota admission charged it moments ago: its resize is held (as a
+//! write not made, which is safe) and [`Allocation::held`] says to run again once it settles.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -97,7 +97,7 @@ pub trait LiveIndex {
     }
     /// When the index first showed a shared budget's part with its current `status.used`;
     /// `None` when it does not know.
-    fn used_since(&self, _key: &ObjectKey) -> Option<std::time::Instant> {
+    fn last_charged(&self, _key: &ObjectKey) -> Option<std::time::Instant> {
         None
     }
 }

@@ -26,14 +26,15 @@ use crate::select::Assignment;
 /// How long a written part may take to show in the cache before the write is taken as lost.
 pub const UNSEEN_FOR: Duration = Duration::from_secs(10);
 
-/// How long after quota admission last charged a part (its `status.used` changed) the part is
-/// left as it is. A change of `spec.hard` has kube-controller-manager recount the part's use
-/// from its informers; a pod admitted just before may not be in them yet, and the recount then
-/// drops its charge, so the namespace may admit that much again beyond its part (measured in
-/// the README). Waiting until its use has been still this long lets the informers catch up.
+/// How long after quota admission last charged a part (its `status.used` grew) the part is left
+/// as it is. A change of `spec.hard` has kube-controller-manager recount the part's use from its
+/// informers; a pod admitted just before may not be in them yet, and the recount then drops its
+/// charge, so the namespace may admit that much again beyond its part (measured in the README).
+/// Waiting this long after the last charge lets the informers catch up. A use that falls (pods
+/// deleted) charges nothing, so a part is lowered at once as its namespace scales down.
 pub const SETTLE: Duration = Duration::from_millis(100);
 
-/// A part whose use never stays still this long is resized anyway after being held this long:
+/// A part charged again and again, never this long apart, is resized anyway once held this long:
 /// holding is safe (any subset of the allocator's writes is), but others may be waiting.
 pub const HELD_AT_MOST: Duration = Duration::from_secs(5);
 
@@ -145,7 +146,7 @@ pub fn plan<L: LiveIndex + ?Sized>(
         for p in parts.iter_mut() {
             let key = key(&p.namespace, item);
             let charged = live
-                .used_since(&key)
+                .last_charged(&key)
                 .map(|t| now.saturating_duration_since(t));
             let held_for = memories
                 .held
@@ -387,7 +388,7 @@ mod tests {
         fn quota_status(&self, key: &ObjectKey) -> Option<Value> {
             self.0.quota_status(key)
         }
-        fn used_since(&self, key: &ObjectKey) -> Option<Instant> {
+        fn last_charged(&self, key: &ObjectKey) -> Option<Instant> {
             self.1.get(&key.namespace).copied()
         }
     }

@@ -228,9 +228,10 @@ pub struct Cached<K> {
     /// The status, kept only for the ResourceQuotas holding a shared budget's part
     /// ([`SHARED_QUOTA_LABEL`]): the allocator reads their `hard` and `used`.
     pub status: Option<Arc<Value>>,
-    /// For a part (`status` kept): when the cache first showed its current `status.used`, that
-    /// is, about when quota admission last charged it (or kube-controller-manager recounted it).
-    pub used_since: Option<Instant>,
+    /// For a part (`status` kept): when the cache first showed its `status.used` higher than
+    /// before in some resource, that is, about when quota admission last charged it. A use that
+    /// falls (pods deleted, a recount) keeps the instant: nothing is charged then.
+    pub last_charged: Option<Instant>,
     /// See [`Compact::changed`].
     changed: bool,
     kind: PhantomData<fn() -> K>,
@@ -355,7 +356,7 @@ impl<K: ManagedResource> Compact<K> for Cached<K> {
             deleting: meta.deletion_timestamp.is_some(),
             spec: SPECS.intern(spec_print, spec),
             spec_print,
-            used_since: status.is_some().then(Instant::now),
+            last_charged: status.is_some().then(Instant::now),
             status,
             changed: true,
             kind: PhantomData,
@@ -379,9 +380,19 @@ impl<K: ManagedResource> Compact<K> for Cached<K> {
     }
 
     fn follow(&mut self, previous: &Self) {
-        let used = |o: &Self| o.status.as_deref().and_then(|s| s.get("used")).cloned();
-        if self.uid == previous.uid && used(self) == used(previous) {
-            self.used_since = previous.used_since.or(self.used_since);
+        let used = |o: &Self, resource: &str| {
+            let used = o.status.as_deref().and_then(|s| s.get("used"));
+            (used.and_then(|u| u.get(resource)?.as_str()))
+                .and_then(crate::quantity::milli)
+                .unwrap_or(0)
+        };
+        let resources = (self.status.as_deref())
+            .and_then(|s| s.get("used")?.as_object())
+            .map(|u| u.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
+        let charged = resources.iter().any(|r| used(self, r) > used(previous, r));
+        if self.uid == previous.uid && !charged {
+            self.last_charged = previous.last_charged.or(self.last_charged);
         }
     }
 
@@ -588,7 +599,7 @@ mod tests {
     }
 
     #[test]
-    fn a_part_remembers_when_its_use_last_changed_across_versions() {
+    fn a_part_remembers_when_its_use_last_grew_across_versions() {
         let part = |used: &str, version: &str| {
             let mut q = quota("a", json!({"pods": "5"}));
             (q.metadata.labels.as_mut().unwrap()).insert(SHARED_QUOTA_LABEL.into(), "b".into());
@@ -598,22 +609,29 @@ mod tests {
         };
         let mut first = part("3", "7");
         let long_ago = Instant::now() - std::time::Duration::from_secs(60);
-        first.used_since = Some(long_ago);
+        first.last_charged = Some(long_ago);
         let mut same = part("3", "8");
         same.follow(&first);
         assert_eq!(
-            same.used_since,
+            same.last_charged,
             Some(long_ago),
             "a spec or status.hard change"
         );
-        let mut charged = part("4", "9");
-        charged.follow(&same);
+        let mut recounted = part("2", "9");
+        recounted.follow(&same);
+        assert_eq!(
+            recounted.last_charged,
+            Some(long_ago),
+            "use fell: nothing charged"
+        );
+        let mut charged = part("4", "10");
+        charged.follow(&recounted);
         assert!(
-            charged.used_since.unwrap() > long_ago,
+            charged.last_charged.unwrap() > long_ago,
             "quota admission charged it"
         );
         let plain = Cached::<ResourceQuota>::of(quota("a", json!({"pods": "5"})));
-        assert_eq!(plain.used_since, None, "only parts keep their status");
+        assert_eq!(plain.last_charged, None, "only parts keep their status");
     }
 
     fn desired(namespace: &str, hard: Value) -> Desired {

@@ -99,14 +99,14 @@ impl LiveIndex for Stores {
         quota.status.as_deref().cloned()
     }
 
-    fn used_since(&self, key: &ObjectKey) -> Option<std::time::Instant> {
+    fn last_charged(&self, key: &ObjectKey) -> Option<std::time::Instant> {
         if key.kind != Kind::ResourceQuota {
             return None;
         }
         let quota = self
             .quotas
             .get(&ObjectRef::new(&key.name).within(&key.namespace))?;
-        quota.used_since
+        quota.last_charged
     }
 
     fn converged(&self, key: &ObjectKey, owner: &Owner, fingerprint: u64) -> Option<bool> {
