@@ -95,8 +95,8 @@ pub trait LiveIndex {
     fn quota_status(&self, _key: &ObjectKey) -> Option<Value> {
         None
     }
-    /// When the index first showed a shared budget's part with its current `status.used`;
-    /// `None` when it does not know.
+    /// When the index first showed a shared budget's part using more than before (about when
+    /// quota admission last charged it); `None` when it does not know.
     fn last_charged(&self, _key: &ObjectKey) -> Option<std::time::Instant> {
         None
     }
