@@ -38,6 +38,9 @@
 //!   needed). So a rebalance writes only the parts it moves headroom between.
 //! - Where the controller knows the largest request a part refused (`Part::refused`), a part
 //!   also needs headroom while its headroom is below that request, and is raised to fit it.
+//!   Headroom that namespaces refused a larger request cannot use is pooled to fit one of them
+//!   at a time (the one missing least first), then topped up by the target, so a namespace
+//!   asking in small requests gets that headroom in chunks, not a request per run.
 //! - Where a LimitRange bounds the largest pod (`Part::pod_max`), a part's headroom is kept at
 //!   least that pod: from the free budget (to the pod plus the target), else from what others
 //!   hold above their target and their own largest pod. A pod created directly is refused
@@ -516,7 +519,7 @@ fn share_headroom(available: Milli, step: Milli, lines: &[Line], slack: Milli) -
         }
     }
     let free = room_for_the_largest_pod(&mut sizes, lines, target, free);
-    fit_refused(&mut sizes, lines, free);
+    fit_refused(&mut sizes, lines, target, free);
     sizes
 }
 
@@ -571,32 +574,73 @@ fn room_for_the_largest_pod(
 /// it (with what is free) for one of them at a time, the one missing least first, so that two
 /// namespaces each holding half of a request do not both wait for good. A namespace that gives
 /// is one that could not use what it gave.
-fn fit_refused(sizes: &mut [Milli], lines: &[Line], mut free: Milli) {
-    let headroom = |sizes: &[Milli], j: usize| (sizes[j] - lines[j].used).max(0);
-    let stuck = |sizes: &[Milli], j: usize| lines[j].refused > headroom(sizes, j);
-    let mut order: Vec<usize> = (0..lines.len()).filter(|&j| stuck(sizes, j)).collect();
-    order.sort_by_key(|&j| (lines[j].refused - headroom(sizes, j), &lines[j].namespace));
+///
+/// Then each namespace fitted is topped up by up to the target, from what is free and from what
+/// the namespaces still unable to fit their request hold, so it is not short again at its next
+/// request: fitting only the request moved the headroom a stuck namespace cannot use one request
+/// at a time (1m per run for a namespace asking 1m pods). Only after every fit, so the top-up
+/// never takes what another namespace needed to fit its own request.
+fn fit_refused(sizes: &mut [Milli], lines: &[Line], target: Milli, mut free: Milli) {
+    let mut order: Vec<usize> = (0..lines.len())
+        .filter(|&j| short_of_refused(sizes, lines, j) > 0)
+        .collect();
+    order.sort_by_key(|&j| (short_of_refused(sizes, lines, j), &lines[j].namespace));
     let mut fitted = vec![false; lines.len()];
-    for i in order {
-        let missing = lines[i].refused - headroom(sizes, i);
-        let givers: Vec<usize> = (0..lines.len())
-            .filter(|&j| j != i && !fitted[j] && stuck(sizes, j))
-            .collect();
-        let pooled: Milli = givers.iter().map(|&j| headroom(sizes, j)).sum();
+    for &i in &order {
+        let missing = short_of_refused(sizes, lines, i);
+        let pooled: Milli = givers(sizes, lines, &fitted, i)
+            .map(|j| headroom_of(sizes, lines, j))
+            .sum();
         if missing <= 0 || free.max(0) + pooled < missing {
             continue;
         }
-        let from_free = missing.min(free.max(0));
-        free -= from_free;
-        let mut still = missing - from_free;
-        for j in givers {
-            let give = headroom(sizes, j).min(still);
-            sizes[j] -= give;
-            still -= give;
-        }
-        sizes[i] += missing;
+        pool_into(sizes, lines, &fitted, i, missing, &mut free);
         fitted[i] = true;
     }
+    for i in order.into_iter().filter(|&i| fitted[i]) {
+        pool_into(sizes, lines, &fitted, i, target, &mut free);
+    }
+}
+
+fn headroom_of(sizes: &[Milli], lines: &[Line], j: usize) -> Milli {
+    (sizes[j] - lines[j].used).max(0)
+}
+
+/// How much more headroom the request `lines[j]` was refused needs (0 or less: it fits).
+fn short_of_refused(sizes: &[Milli], lines: &[Line], j: usize) -> Milli {
+    lines[j].refused - headroom_of(sizes, lines, j)
+}
+
+/// The namespaces that may give to `i`: those that cannot fit their own refused request (and
+/// were not fitted this run), so cannot use what they hold.
+fn givers<'a>(
+    sizes: &'a [Milli],
+    lines: &'a [Line],
+    fitted: &'a [bool],
+    i: usize,
+) -> impl Iterator<Item = usize> + 'a {
+    (0..lines.len()).filter(move |&j| j != i && !fitted[j] && short_of_refused(sizes, lines, j) > 0)
+}
+
+/// Raises `sizes[i]` by up to `amount`: from what is free first, then from the givers, in order.
+fn pool_into(
+    sizes: &mut [Milli],
+    lines: &[Line],
+    fitted: &[bool],
+    i: usize,
+    amount: Milli,
+    free: &mut Milli,
+) {
+    let from_free = amount.min((*free).max(0));
+    *free -= from_free;
+    let mut still = amount - from_free;
+    let from: Vec<usize> = givers(sizes, lines, fitted, i).collect();
+    for j in from {
+        let give = headroom_of(sizes, lines, j).min(still);
+        sizes[j] -= give;
+        still -= give;
+    }
+    sizes[i] += amount - still;
 }
 
 /// Parts planned above the budget: lowers them by `excess`, surplus above the target first, then
@@ -1267,6 +1311,42 @@ mod tests {
         );
         let sum = cluster.hard("a", "requests.cpu") + cluster.hard("b", "requests.cpu");
         assert!(sum <= 2000, "{sum}");
+    }
+
+    #[test]
+    fn a_namespace_asking_in_small_requests_takes_headroom_a_stuck_one_cannot_use_in_chunks() {
+        let cpu = |m: Milli| amounts(&[("requests.cpu", m)]);
+        let budget = cpu(2000);
+        let mut cluster = Cluster::with_namespaces(&["a", "b"]);
+        // The budget is nearly in use: a holds 265m it cannot use for its 266m pod; b fills
+        // its part with 1m pods and is refused the next.
+        for (ns, used, refused) in [("a", 735, 266), ("b", 1000, 1)] {
+            let part = cluster.part(ns);
+            part.spec = Some(cpu(1000));
+            part.status = Some(cpu(1000));
+            part.used = cpu(used);
+            part.refused = cpu(refused);
+        }
+        let mut rounds = 0;
+        loop {
+            assert!(rounds < 20, "still moving after {rounds} rounds");
+            let writes = cluster.run(&budget);
+            cluster.copy_all();
+            assert!(cluster.enforced("requests.cpu") <= 2000);
+            if writes.is_empty() {
+                break;
+            }
+            // b's pods fill what it got, and its next one is refused.
+            cluster.use_up("b", "requests.cpu");
+            cluster.part("b").refused = cpu(1);
+            rounds += 1;
+        }
+        assert_eq!(
+            cluster.headroom("a", "requests.cpu"),
+            0,
+            "a's 266m pod cannot fit in the 265m left, so b's pods have it all"
+        );
+        assert_eq!(cluster.hard("b", "requests.cpu"), 1265);
     }
 
     #[test]
