@@ -38,7 +38,7 @@ use kube::runtime::reflector::{Lookup, ObjectRef, Store};
 use kube::runtime::watcher;
 use serde_json::Value;
 
-use crate::api::{MANAGED_BY_LABEL, POLICY_LABEL, SHARED_QUOTA_LABEL, TENANTRY_LABELS, is_managed};
+use crate::api::{POLICY_LABEL, SHARED_QUOTA_LABEL, TENANTRY_LABELS, is_managed};
 use crate::fingerprint::fingerprint;
 use crate::resources::{Live, ManagedResource, ObjectKey, Owner, spec_fingerprint};
 
@@ -238,8 +238,10 @@ pub struct Cached<K> {
 }
 
 /// What of a managed object (of any kind) decides what a policy does with it, as a fingerprint:
-/// its normalised spec, Tenantry's labels, its owners and whether it is being deleted. A change
-/// to anything else (status, other labels, a resync) is not worth a reconcile.
+/// its normalised spec, Tenantry's labels (every one it sets: the diff restores each, so an
+/// edit of any is drift to repair now, not at the next unrelated reconcile), its owners and
+/// whether it is being deleted. A change to anything else (status, other labels, a resync) is
+/// not worth a reconcile.
 pub fn worth_a_reconcile(
     spec_print: u64,
     labels: &BTreeMap<String, String>,
@@ -247,13 +249,8 @@ pub fn worth_a_reconcile(
     deleting: bool,
 ) -> u64 {
     let owners: Vec<&str> = owners.iter().map(|r| r.uid.as_str()).collect();
-    fingerprint((
-        spec_print,
-        labels.get(MANAGED_BY_LABEL),
-        labels.get(POLICY_LABEL),
-        owners,
-        deleting,
-    ))
+    let ours = TENANTRY_LABELS.map(|label| labels.get(label));
+    fingerprint((spec_print, ours, owners, deleting))
 }
 
 /// A compact stand-in, in a cache, for a watched object of kind `K`.
@@ -754,6 +751,18 @@ mod tests {
         released.metadata.owner_references = None;
         assert!(!a.same_for_policies(&Cached::new(released)));
         assert!(!a.same_for_policies(&Cached::new(quota("a", json!({"cpu": "2"})))));
+    }
+
+    #[test]
+    fn an_edit_of_any_label_tenantry_sets_is_a_change() {
+        let a = Cached::new(quota("a", json!({"cpu": "1"})));
+        for label in TENANTRY_LABELS {
+            let mut edited = quota("a", json!({"cpu": "1"}));
+            let labels = edited.metadata.labels.get_or_insert_default();
+            let value = labels.get(label).map_or("set", |_| "edited").to_owned();
+            labels.insert(label.to_owned(), value);
+            assert!(!a.same_for_policies(&Cached::new(edited)), "{label}");
+        }
     }
 
     #[test]
