@@ -225,12 +225,31 @@ fn cpu_seconds(client: u32) -> BTreeMap<String, f64> {
     used
 }
 
+/// Seconds this machine takes for a fixed piece of work (hashing the same 32 MiB three times,
+/// on one thread, with nothing else of the bench running): its speed just then. Taken right
+/// before and right after each measured phase, to tell a phase slowed by the machine (a
+/// neighbour on the host, which need not show as steal) from one slowed by what it measures.
+fn speed_probe() -> f64 {
+    use std::hash::Hasher as _;
+    static BUFFER: std::sync::LazyLock<Vec<u8>> =
+        std::sync::LazyLock::new(|| (0..32usize << 20).map(|i| (i % 251) as u8).collect());
+    let started = Instant::now();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for _ in 0..3 {
+        hasher.write(&BUFFER);
+    }
+    std::hint::black_box(hasher.finish());
+    started.elapsed().as_secs_f64()
+}
+
 /// The CPU-seconds of each measured phase (see [`cpu_seconds`]), for the results.
 static PHASE_CPU: std::sync::Mutex<Vec<Value>> = std::sync::Mutex::new(Vec::new());
 
 /// Records what the processes used between `before` (a [`cpu_seconds`] sample) and now.
-fn record_cpu(phase: &str, took: f64, client: u32, before: &BTreeMap<String, f64>) {
+fn record_cpu(phase: &str, took: f64, client: u32, before: &(f64, BTreeMap<String, f64>)) {
+    let (probe_before, before) = before;
     let after = cpu_seconds(client);
+    let probe = [*probe_before, speed_probe()];
     let used: BTreeMap<&String, f64> = after
         .iter()
         .map(|(k, v)| {
@@ -240,11 +259,10 @@ fn record_cpu(phase: &str, took: f64, client: u32, before: &BTreeMap<String, f64
             )
         })
         .collect();
-    eprintln!("[bench] {phase}: {took:.2}s, CPU-seconds {used:?}");
-    PHASE_CPU
-        .lock()
-        .expect("not poisoned")
-        .push(json!({"phase": phase, "seconds": took, "cpu_seconds": used}));
+    eprintln!("[bench] {phase}: {took:.2}s, CPU-seconds {used:?}, speed probe {probe:.3?} s");
+    PHASE_CPU.lock().expect("not poisoned").push(
+        json!({"phase": phase, "seconds": took, "cpu_seconds": used, "speed_probe_seconds": probe}),
+    );
 }
 
 /// The controller under test, as a process, so its RSS and restarts are real.
@@ -516,7 +534,7 @@ async fn floor(
                 })
         })
         .collect();
-    let cpu = cpu_seconds(std::process::id());
+    let cpu = (speed_probe(), cpu_seconds(std::process::id()));
     let started = Instant::now();
     futures::stream::iter(writes)
         .map(|(ns, resource, object)| {
@@ -1037,7 +1055,7 @@ async fn convergence(
     let name = format!("bench-{run}-{index}");
     let limit = Duration::from_secs(120 + n as u64 / 5);
     quiet(client, names, "convergence").await?;
-    let cpu = cpu_seconds(operator.child.id());
+    let cpu = (speed_probe(), cpu_seconds(operator.child.id()));
     let started = Instant::now();
     let spec = policy_spec(json!({BENCH_LABEL: run}), "20");
     policies
