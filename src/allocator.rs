@@ -535,7 +535,7 @@ fn room_for_the_largest_pod(
     target: Milli,
     mut free: Milli,
 ) -> Milli {
-    let headroom = |sizes: &[Milli], i: usize| (sizes[i] - lines[i].used).max(0);
+    let headroom = |sizes: &[Milli], i: usize| headroom_of(sizes, lines, i);
     let short = |sizes: &[Milli], i: usize| lines[i].pod_max - headroom(sizes, i);
     let keep = |j: usize| target.max(lines[j].refused).max(lines[j].pod_max);
     let surplus = |sizes: &[Milli], j: usize| (headroom(sizes, j) - keep(j)).max(0);
