@@ -13,6 +13,8 @@
 //! [`stores`] the caches as the reconcile reads them.
 
 pub mod own_writes;
+pub mod protobuf;
+pub mod protobuf_watch;
 pub mod refusals;
 pub mod stores;
 pub mod watch;

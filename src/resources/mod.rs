@@ -377,6 +377,7 @@ pub trait ManagedResource:
     + fmt::Debug
     + serde::Serialize
     + serde::de::DeserializeOwned
+    + crate::cache::protobuf::FromProtobuf<Message: Send>
     + Send
     + Sync
     + 'static

@@ -7,6 +7,7 @@ mod harness;
 mod health;
 mod install;
 mod plan;
+mod protobuf_watch;
 mod security;
 mod shared_quotas;
 mod smoke;
