@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tenantry::cli::{self, Output};
-use tenantry::controller::{self, Settings};
+use tenantry::controller::{self, Settings, WatchEncoding};
 use tenantry::leader::{self, Elector, Leadership};
 use tenantry::metrics::{self, Metrics};
 use tracing_subscriber::EnvFilter;
@@ -73,6 +73,16 @@ struct RunArgs {
     /// Policies reconciled at once.
     #[arg(long, default_value_t = 4)]
     reconcile_concurrency: u16,
+    /// How the watches of managed LimitRanges, ResourceQuotas and PDBs are encoded: protobuf
+    /// shares kube-controller-manager's encoding of every event in the API server and is cheaper
+    /// to read; json is kube-rs's own watcher.
+    #[arg(
+        long,
+        env = "TENANTRY_WATCH_ENCODING",
+        value_enum,
+        default_value = "protobuf"
+    )]
+    watch_encoding: WatchEncoding,
     #[command(flatten)]
     election: ElectionArgs,
 }
@@ -216,6 +226,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         policy_selector: args.policy_selector,
         write_concurrency: args.write_concurrency,
         reconcile_concurrency: args.reconcile_concurrency,
+        watch_encoding: args.watch_encoding,
         instance: instance.clone(),
     };
     let election = args.election;

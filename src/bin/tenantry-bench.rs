@@ -41,7 +41,9 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use tenantry::api::MANAGED_SELECTOR;
 use tenantry::api::{POLICY_LABEL, TenantPolicy};
-use tenantry::resources::Owner;
+use tenantry::cache::protobuf_watch;
+use tenantry::controller::WatchEncoding;
+use tenantry::resources::{ManagedResource, Owner};
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark Tenantry against the API server's own floor")]
@@ -58,6 +60,10 @@ struct Args {
     /// The tenantry binary to measure (a release build).
     #[arg(long, default_value = "target/release/tenantry")]
     tenantry: PathBuf,
+    /// How the controller's watches of managed objects are encoded (its `--watch-encoding`), and
+    /// the watched floor's.
+    #[arg(long, value_enum, default_value = "protobuf")]
+    watch_encoding: WatchEncoding,
     /// Writes in flight, for the floor and for the controller alike.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
@@ -280,6 +286,7 @@ impl Operator {
         let child = Command::new(&args.tenantry)
             .args(["run", "--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(["--write-concurrency", &args.concurrency.to_string()])
+            .args(["--watch-encoding", args.watch_encoding.as_str()])
             .args(["--policy-selector", &format!("{BENCH_LABEL}=policy")])
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -896,7 +903,7 @@ struct Floors {
 async fn floor_phase(
     client: &Client,
     names: &[String],
-    concurrency: usize,
+    args: &Args,
     run: usize,
     floors: &mut Floors,
 ) -> anyhow::Result<()> {
@@ -906,15 +913,15 @@ async fn floor_phase(
     let owner = floor_owner(client, &format!("floor-owner-{}-{run}", std::process::id())).await?;
     for verb in order {
         let watching = match verb {
-            Verb::PostWatched => Some(watch_like_a_controller(client).await?),
+            Verb::PostWatched => Some(watch_like_a_controller(client, args.watch_encoding).await?),
             Verb::Post | Verb::Apply => None,
         };
         quiet(client, names, &format!("floor {verb:?}")).await?;
-        let took = floor(client, names, verb, concurrency, &owner).await?;
+        let took = floor(client, names, verb, args.concurrency, &owner).await?;
         if let Some(watching) = watching {
             watching.saw(4 * names.len()).await?;
         }
-        delete_floor(client, concurrency).await?;
+        delete_floor(client, args.concurrency).await?;
         match verb {
             Verb::Post => floors.post.push(took),
             Verb::Apply => floors.apply.push(took),
@@ -956,17 +963,21 @@ impl Drop for Watching {
 }
 
 /// What any controller that repairs drift holds while it writes: a watch of each managed kind
-/// by Tenantry's label (kube-runtime, JSON, typed objects into a reflector store). Returns once
-/// every watch has listed, so the floor beside them measures the events, not the lists.
-async fn watch_like_a_controller(client: &Client) -> anyhow::Result<Watching> {
+/// by Tenantry's label (the watcher Tenantry uses for `encoding`, typed objects into a
+/// reflector store). Returns once every watch has listed, so the floor beside them measures the
+/// events, not the lists.
+async fn watch_like_a_controller(
+    client: &Client,
+    encoding: WatchEncoding,
+) -> anyhow::Result<Watching> {
     let (listed, mut lists) = tokio::sync::mpsc::channel::<()>(3);
     let mut watching = Watching {
         tasks: Vec::new(),
         cached: Vec::new(),
     };
-    watch_kind::<LimitRange>(client, listed.clone(), &mut watching);
-    watch_kind::<ResourceQuota>(client, listed.clone(), &mut watching);
-    watch_kind::<PodDisruptionBudget>(client, listed, &mut watching);
+    watch_kind::<LimitRange>(client, encoding, listed.clone(), &mut watching);
+    watch_kind::<ResourceQuota>(client, encoding, listed.clone(), &mut watching);
+    watch_kind::<PodDisruptionBudget>(client, encoding, listed, &mut watching);
     for _ in 0..watching.tasks.len() {
         tokio::time::timeout(Duration::from_secs(60), lists.recv())
             .await
@@ -976,19 +987,19 @@ async fn watch_like_a_controller(client: &Client) -> anyhow::Result<Watching> {
     Ok(watching)
 }
 
-fn watch_kind<K>(client: &Client, listed: tokio::sync::mpsc::Sender<()>, watching: &mut Watching)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
+fn watch_kind<K: ManagedResource>(
+    client: &Client,
+    encoding: WatchEncoding,
+    listed: tokio::sync::mpsc::Sender<()>,
+    watching: &mut Watching,
+) {
     let (store, writer) = reflector::store::<K>();
     let config = watcher::Config::default().labels(MANAGED_SELECTOR);
-    let events = reflector::reflector(writer, watcher(Api::<K>::all(client.clone()), config));
+    let events = match encoding {
+        WatchEncoding::Protobuf => protobuf_watch::watcher(client.clone(), config).boxed(),
+        WatchEncoding::Json => watcher(Api::<K>::all(client.clone()), config).boxed(),
+    };
+    let events = reflector::reflector(writer, events);
     watching.tasks.push(tokio::spawn(async move {
         let mut events = std::pin::pin!(events);
         while let Some(event) = events.next().await {
@@ -1136,7 +1147,7 @@ async fn run_one(client: &Client, args: &Args, n: usize) -> anyhow::Result<Value
     // Alternating order: floor first in even runs, convergence first in odd ones (F C | C F | F C).
     for index in 0..args.runs {
         if index % 2 == 0 {
-            floor_phase(client, &names, args.concurrency, index, &mut floors).await?;
+            floor_phase(client, &names, args, index, &mut floors).await?;
         }
         let c = convergence(client, args, &names, &run, index).await?;
         conv.push(c.convergence);
@@ -1148,7 +1159,7 @@ async fn run_one(client: &Client, args: &Args, n: usize) -> anyhow::Result<Value
         }
         teardown(client, c.operator, &c.policy, limit).await?;
         if index % 2 == 1 {
-            floor_phase(client, &names, args.concurrency, index, &mut floors).await?;
+            floor_phase(client, &names, args, index, &mut floors).await?;
         }
     }
     let Convergence {

@@ -160,12 +160,11 @@ fn by_fingerprint<K: Resource>(
     }
 }
 
-/// A watch cached as compact summaries `S` (managed objects, namespaces). The stream yields the
-/// objects that changed in what a policy reads of them (judged against the cached previous
-/// version), and every deletion.
+/// A watch (`events`, a watcher's stream of kind `K`) cached as compact summaries `S` (managed
+/// objects, namespaces). The stream yields the objects that changed in what a policy reads of
+/// them (judged against the cached previous version), and every deletion.
 pub fn cached<K, S>(
-    api: Api<K>,
-    config: watcher::Config,
+    events: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     listed: impl FnMut() + Send + 'static,
     own_writes: Arc<OwnWrites>,
 ) -> (
@@ -173,12 +172,12 @@ pub fn cached<K, S>(
     impl Stream<Item = Result<Change<S>, watcher::Error>> + Send + 'static,
 )
 where
-    K: Resource + Clone + serde::de::DeserializeOwned + Debug + Send + 'static,
+    K: Send + 'static,
     S: Compact<K>,
 {
     let (store, writer) = reflector::store::<S>();
     let previous = store.clone();
-    let events = watcher(api, config)
+    let events = events
         .default_backoff()
         .map_ok(move |event| summarise(event, &previous));
     let worth = |event: Seen<'_, S>| match event {

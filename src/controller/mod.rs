@@ -13,7 +13,7 @@ use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::watcher::{self, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -22,6 +22,7 @@ use crate::api::MANAGED_SELECTOR;
 use crate::api::SharedQuotaStatus;
 use crate::apply::Writer;
 use crate::cache::own_writes::OwnWrites;
+use crate::cache::protobuf_watch;
 use crate::cache::refusals::Refusals;
 use crate::cache::watch::{self, CachesGone, Synced, Targets};
 use crate::cache::{Cached, Guarded, Stores};
@@ -63,6 +64,8 @@ pub struct Settings {
     pub write_concurrency: usize,
     /// Policies reconciled at once.
     pub reconcile_concurrency: u16,
+    /// How the watches of managed objects are encoded.
+    pub watch_encoding: WatchEncoding,
     /// Names this instance in Events.
     pub instance: Option<String>,
 }
@@ -147,9 +150,9 @@ pub async fn run(
     let (targets, targeted) = Targets::new();
     let own_writes = Arc::new(OwnWrites::default());
 
-    let (namespaces, namespace_changes) = watch::cached(
-        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-        watcher::Config::default(),
+    let namespaces = watcher(Api::all(client.clone()), watcher::Config::default());
+    let (namespaces, namespace_changes) = watch::cached::<PartialObjectMeta<Namespace>, _>(
+        namespaces,
         synced.register(&all_tx),
         own_writes.clone(),
     );
@@ -170,12 +173,14 @@ pub async fn run(
         }
         future::ready(())
     }));
-    let (limit_ranges, limit_range_changes) =
-        watch_managed::<LimitRange>(&client, synced.register(&all_tx), &own_writes);
-    let (quotas, quota_changes) =
-        watch_managed::<ResourceQuota>(&client, synced.register(&all_tx), &own_writes);
-    let (pdbs, pdb_changes) =
-        watch_managed::<PodDisruptionBudget>(&client, synced.register(&all_tx), &own_writes);
+    let managed = ManagedWatches {
+        client: &client,
+        encoding: settings.watch_encoding,
+        own_writes: &own_writes,
+    };
+    let (limit_ranges, limit_range_changes) = managed.watch::<LimitRange>(synced.register(&all_tx));
+    let (quotas, quota_changes) = managed.watch::<ResourceQuota>(synced.register(&all_tx));
+    let (pdbs, pdb_changes) = managed.watch::<PodDisruptionBudget>(synced.register(&all_tx));
     let (storage_classes, class_driver) =
         watch::storage_classes(&client, synced.register(&all_tx), all_tx.clone());
     tokio::spawn(class_driver);
@@ -245,23 +250,51 @@ pub async fn run(
     Ok(())
 }
 
-/// The watch of one managed kind (by Tenantry's label), cached compactly.
-#[allow(clippy::type_complexity)]
-fn watch_managed<K: ManagedResource>(
-    client: &Client,
-    listed: impl FnMut() + Send + 'static,
-    own_writes: &Arc<OwnWrites>,
-) -> (
-    Store<Cached<K>>,
-    impl futures::Stream<Item = Result<watch::Change<Cached<K>>, watcher::Error>> + Send + 'static,
-) {
-    let managed = watcher::Config::default().labels(MANAGED_SELECTOR);
-    watch::cached(
-        Api::all(client.clone()),
-        managed,
-        listed,
-        own_writes.clone(),
-    )
+/// How the watches of managed objects are encoded (`--watch-encoding`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum WatchEncoding {
+    /// Tenantry's protobuf watcher ([`crate::cache::protobuf_watch`]).
+    #[default]
+    Protobuf,
+    /// kube-runtime's JSON watcher.
+    Json,
+}
+
+impl WatchEncoding {
+    /// As `--watch-encoding` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WatchEncoding::Protobuf => "protobuf",
+            WatchEncoding::Json => "json",
+        }
+    }
+}
+
+/// What the watches of managed objects share.
+struct ManagedWatches<'a> {
+    client: &'a Client,
+    encoding: WatchEncoding,
+    own_writes: &'a Arc<OwnWrites>,
+}
+
+impl ManagedWatches<'_> {
+    /// The watch of one managed kind (by Tenantry's label), cached compactly.
+    #[allow(clippy::type_complexity)]
+    fn watch<K: ManagedResource>(
+        &self,
+        listed: impl FnMut() + Send + 'static,
+    ) -> (
+        Store<Cached<K>>,
+        impl futures::Stream<Item = Result<watch::Change<Cached<K>>, watcher::Error>> + Send + 'static,
+    ) {
+        let managed = watcher::Config::default().labels(MANAGED_SELECTOR);
+        let client = self.client.clone();
+        let events = match self.encoding {
+            WatchEncoding::Protobuf => protobuf_watch::watcher(client, managed).boxed(),
+            WatchEncoding::Json => watcher(Api::all(client), managed).boxed(),
+        };
+        watch::cached(events, listed, self.own_writes.clone())
+    }
 }
 
 /// One trigger per burst (a relist, many namespaces at once), not one per change.

@@ -34,9 +34,14 @@ fn pdb(name: &str) -> Value {
 }
 
 async fn setup(shard_prefix: &str) -> (Client, Operator) {
+    setup_with(shard_prefix, &[]).await
+}
+
+/// As [`setup`], the operator run with extra arguments.
+async fn setup_with(shard_prefix: &str, args: &[&str]) -> (Client, Operator) {
     let client = client().await;
     install_crd(&client).await;
-    let operator = Operator::start(&unique_name(shard_prefix)).await;
+    let operator = Operator::start_with(&unique_name(shard_prefix), args, None).await;
     (client, operator)
 }
 
@@ -301,7 +306,17 @@ async fn deleting_a_policy_garbage_collects_with_delete_and_keeps_with_retain() 
 
 #[tokio::test]
 async fn drift_is_reverted_from_the_watch_with_warning_events() {
-    let (client, operator) = setup("drift").await;
+    drift_is_reverted(&[]).await;
+}
+
+/// The same through kube-runtime's JSON watches (`--watch-encoding json`), which stay an option.
+#[tokio::test]
+async fn drift_is_reverted_from_json_watches_too() {
+    drift_is_reverted(&["--watch-encoding", "json"]).await;
+}
+
+async fn drift_is_reverted(args: &[&str]) {
+    let (client, operator) = setup_with("drift", args).await;
     let ns = TestNamespace::create(&client, "e2e-drift").await;
     let policy = TestPolicy::create(
         &client,
