@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! cache::watch   watches fill the caches (cache, cache::stores) and say what changed, and
-//!                triggers which policies a change concerns
+//!                triggers which policies a change concerns; the managed kinds are watched in
+//!                protobuf (cache::protobuf_watch, decoded by cache::protobuf)
 //!   -> select    which namespaces a policy governs and which policy wins each kind there
 //!   -> resources build the desired objects, one builder per kind; shared_quotas sizes the parts
 //!                of shared budgets with the allocator
@@ -17,7 +18,8 @@
 //!   -> status    the summary -> kstatus conditions and counts
 //! ```
 //!
-//! All of them (and `triggers`) but `cache::watch`, `apply` and `controller` (which sequences the steps:
+//! All of them (and `triggers`, `cache::protobuf`) but `cache::watch`, `cache::protobuf_watch`,
+//! `apply` and `controller` (which sequences the steps:
 //! `controller::reconcile`) are pure, and unit-tested without a client. `cli` holds the
 //! `plan` and `audit` commands.
 
