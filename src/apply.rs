@@ -159,6 +159,8 @@ fn is_admission_refusal(status: &kube::core::Status) -> bool {
 
 /// Maps an API error to an outcome: conflicts and races retry, the rest are reported.
 fn classify(key: &ObjectKey, error: kube::Error) -> Outcome {
+    // Each retry costs the policy a second (`SOON`): worth seeing when latency is looked into.
+    tracing::debug!(kind = %key.kind, namespace = %key.namespace, name = %key.name, %error, "write not done");
     match &error {
         kube::Error::Api(s) if s.code == 409 || s.code == 404 => Outcome::Retry(key.clone()),
         // Creating in a namespace that has just started terminating.

@@ -1343,55 +1343,89 @@ async fn run_fleet(client: &Client, args: &Args, n: usize) -> anyhow::Result<Val
             bail!("fleet end state: {ns} holds {:?}", found.get(ns));
         }
     }
-    let flips = fleet_flips(client, args, &names[0], &run, &baseline).await?;
+    let (flips, traces) = fleet_flips(client, args, &names[0], &run, &baseline).await?;
     let rss = operator.peak_rss_mib();
     operator.stop();
     Ok(json!({
         "fleet": true, "namespaces": names.len(), "policies": teams + 1,
         "convergence_seconds": convergence, "label_flip_ms": stats(&flips),
-        "peak_rss_mib": rss, "end_state_verified": true,
+        "label_flip_traces": traces, "peak_rss_mib": rss, "end_state_verified": true,
     }))
 }
 
 /// A namespace moved between team 0 and team 1 and back: until it holds exactly what the new
-/// team's policies win there.
+/// team's policies win there. Each flip's trace says when it started (UTC, to find it in the
+/// controller's log), when each object it waited for came or went, and what every process and
+/// the machine's steal used meanwhile: where a slow one's time went.
 async fn fleet_flips(
     client: &Client,
     args: &Args,
     probe: &str,
     run: &str,
     baseline: &str,
-) -> anyhow::Result<Vec<f64>> {
+) -> anyhow::Result<(Vec<f64>, Vec<Value>)> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let lp = ListParams::default().labels(MANAGED_SELECTOR);
-    let mut flips = Vec::new();
+    let (mut flips, mut traces) = (Vec::new(), Vec::new());
     for i in 0..args.repetitions {
         let team = (i + 1) % 2;
+        let utc = k8s_openapi::jiff::Timestamp::now().to_string();
+        let cpu_before = cpu_seconds(std::process::id());
         let started = Instant::now();
         let patch = json!({"metadata": {"labels": {TEAM_LABEL: format!("{run}-{team}")}}});
         namespaces
             .patch(probe, &PatchParams::default(), &Patch::Merge(patch))
             .await?;
         let want = fleet_expected(baseline, team, run);
-        wait_for("the flipped namespace", Duration::from_secs(60), || async {
-            let api =
-                |r: &ApiResource| Api::<DynamicObject>::namespaced_with(client.clone(), probe, r);
-            let mut have = BTreeSet::new();
-            for r in kinds() {
-                let Ok(list) = api(&r).list_metadata(&lp).await else {
-                    return false;
-                };
-                for o in list {
-                    let policy = o.labels().get(POLICY_LABEL).cloned().unwrap_or_default();
-                    have.insert((format!("{}/{}", r.kind, o.name_any()), policy));
+        let mut before: Option<BTreeSet<(String, String)>> = None;
+        let mut changes = Vec::new();
+        loop {
+            if let Some(have) = held_in(client, probe).await {
+                let at = ms(started).round();
+                for (object, policy) in before.as_ref().unwrap_or(&have).symmetric_difference(&have)
+                {
+                    let came = have.contains(&(object.clone(), policy.clone()));
+                    changes
+                        .push(json!({"ms": at, "came": came, "object": object, "policy": policy}));
                 }
+                if have == want {
+                    break;
+                }
+                before = Some(have);
             }
-            have == want
-        })
-        .await?;
-        flips.push(ms(started));
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("timed out after 60 s waiting for the flipped namespace: {changes:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let took = ms(started);
+        let after = cpu_seconds(std::process::id());
+        let used: BTreeMap<&String, f64> = (after.iter())
+            .map(|(k, v)| {
+                (
+                    k,
+                    ((v - cpu_before.get(k).copied().unwrap_or(0.0)) * 100.0).round() / 100.0,
+                )
+            })
+            .collect();
+        traces
+            .push(json!({"started_utc": utc, "ms": took, "changes": changes, "cpu_seconds": used}));
+        flips.push(took);
     }
-    Ok(flips)
+    Ok((flips, traces))
+}
+
+/// The managed objects in `namespace`, as (kind/name, owning policy); `None` when a list failed.
+async fn held_in(client: &Client, namespace: &str) -> Option<BTreeSet<(String, String)>> {
+    let lp = ListParams::default().labels(MANAGED_SELECTOR);
+    let mut have = BTreeSet::new();
+    for r in kinds() {
+        let api = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &r);
+        for o in api.list_metadata(&lp).await.ok()? {
+            let policy = o.labels().get(POLICY_LABEL).cloned().unwrap_or_default();
+            have.insert((format!("{}/{}", r.kind, o.name_any()), policy));
+        }
+    }
+    Some(have)
 }
 
 fn f(r: &Value, path: &[&str]) -> f64 {

@@ -30,12 +30,14 @@ const OWN_WRITES_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub async fn reconcile(guard: Arc<Guarded>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     ctx.synced.wait().await?;
+    let woken = Instant::now();
     // Plans read the caches: without this, one started just after another policy's (or its own)
     // writes may not see them and report converged over objects it should have removed. When
     // the caches are slower than that, the watch events still to come trigger another look.
     if !ctx.own_writes.wait(OWN_WRITES_WAIT).await {
         tracing::debug!(policy = %guard.name_any(), "caches behind Tenantry's own writes");
     }
+    let waited = woken.elapsed();
     let policy = match &guard.0 {
         Ok(policy) => Arc::new(policy.clone()),
         Err(invalid) => return unreadable(&guard, invalid, &ctx).await,
@@ -55,6 +57,14 @@ pub async fn reconcile(guard: Arc<Guarded>, ctx: Arc<Context>) -> Result<Requeue
     ctx.metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
+    // Where a slow reconcile's time went (with kube-runtime's span: which object, and why).
+    tracing::debug!(
+        policy = %guard.name_any(),
+        waited_for_caches_ms = waited.as_millis() as u64,
+        took_ms = started.elapsed().as_millis() as u64,
+        ok = result.is_ok(),
+        "reconciled"
+    );
     ctx.count_managed();
     result
 }
@@ -85,10 +95,19 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeu
     );
     // The actions hold what they need of it: free it before the writes (4 objects a namespace).
     assignment.desired = Vec::new();
+    let (planned, writes) = (Instant::now(), diff.actions.len());
     let outcomes = ctx
         .writer
         .execute(&owner, diff.actions, taking(&policy, &memory.not_owned))
         .await;
+    tracing::debug!(
+        policy = %owner.name,
+        selected = assignment.selected.len(),
+        writes,
+        retries = outcomes.iter().filter(|o| matches!(o, Outcome::Retry(_))).count(),
+        writes_ms = planned.elapsed().as_millis() as u64,
+        "written"
+    );
     let facts = Facts {
         generation,
         selected: std::mem::take(&mut assignment.selected),
