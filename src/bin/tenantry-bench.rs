@@ -248,23 +248,27 @@ fn speed_probe() -> f64 {
     started.elapsed().as_secs_f64()
 }
 
+/// What each of [`cpu_seconds`]'s figures grew by from `before` to `after`, to 0.01 s.
+fn cpu_used(
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+) -> BTreeMap<String, f64> {
+    (after.iter())
+        .map(|(k, v)| {
+            let grew = v - before.get(k).copied().unwrap_or(0.0);
+            (k.clone(), (grew * 100.0).round() / 100.0)
+        })
+        .collect()
+}
+
 /// The CPU-seconds of each measured phase (see [`cpu_seconds`]), for the results.
 static PHASE_CPU: std::sync::Mutex<Vec<Value>> = std::sync::Mutex::new(Vec::new());
 
 /// Records what the processes used between `before` (a [`cpu_seconds`] sample) and now.
 fn record_cpu(phase: &str, took: f64, client: u32, before: &(f64, BTreeMap<String, f64>)) {
     let (probe_before, before) = before;
-    let after = cpu_seconds(client);
+    let used = cpu_used(before, &cpu_seconds(client));
     let probe = [*probe_before, speed_probe()];
-    let used: BTreeMap<&String, f64> = after
-        .iter()
-        .map(|(k, v)| {
-            (
-                k,
-                ((v - before.get(k).copied().unwrap_or(0.0)) * 100.0).round() / 100.0,
-            )
-        })
-        .collect();
     eprintln!("[bench] {phase}: {took:.2}s, CPU-seconds {used:?}, speed probe {probe:.3?} s");
     PHASE_CPU.lock().expect("not poisoned").push(
         json!({"phase": phase, "seconds": took, "cpu_seconds": used, "speed_probe_seconds": probe}),
@@ -1368,6 +1372,8 @@ async fn fleet_flips(
     let (mut flips, mut traces) = (Vec::new(), Vec::new());
     for i in 0..args.repetitions {
         let team = (i + 1) % 2;
+        // Changes are traced against what the namespace held before the flip.
+        let mut before = held_in(client, probe).await;
         let utc = k8s_openapi::jiff::Timestamp::now().to_string();
         let cpu_before = cpu_seconds(std::process::id());
         let started = Instant::now();
@@ -1376,7 +1382,6 @@ async fn fleet_flips(
             .patch(probe, &PatchParams::default(), &Patch::Merge(patch))
             .await?;
         let want = fleet_expected(baseline, team, run);
-        let mut before: Option<BTreeSet<(String, String)>> = None;
         let mut changes = Vec::new();
         loop {
             if let Some(have) = held_in(client, probe).await {
@@ -1398,15 +1403,7 @@ async fn fleet_flips(
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let took = ms(started);
-        let after = cpu_seconds(std::process::id());
-        let used: BTreeMap<&String, f64> = (after.iter())
-            .map(|(k, v)| {
-                (
-                    k,
-                    ((v - cpu_before.get(k).copied().unwrap_or(0.0)) * 100.0).round() / 100.0,
-                )
-            })
-            .collect();
+        let used = cpu_used(&cpu_before, &cpu_seconds(std::process::id()));
         traces
             .push(json!({"started_utc": utc, "ms": took, "changes": changes, "cpu_seconds": used}));
         flips.push(took);
