@@ -1,47 +1,35 @@
 //! Tenantry: keeps every selected namespace's LimitRanges, ResourceQuotas and
 //! PodDisruptionBudgets (and the cluster's StorageClasses) exactly as TenantPolicies declare.
 //!
-//! Data flows one way, each step its own module:
+//! Data flows one way:
 //!
 //! ```text
-//! cache::watch   watches fill the caches (cache, cache::stores) and say what changed, and
-//!                triggers which policies a change concerns; the managed kinds are watched in
-//!                protobuf (cache::protobuf_watch, decoded by cache::protobuf)
-//!   -> select    which namespaces a policy governs and which policy wins each kind there
-//!   -> resources build the desired objects, one builder per kind; shared_quotas sizes the parts
-//!                of shared budgets with the allocator
-//!   -> diff      desired against cached live state: the writes, none when converged
-//!   -> apply     the writer, the one module that writes (objects, status, finalizer, Events,
-//!                dry runs), fenced by leadership (leader.rs, whose Lease is the only other write);
-//!                an existing object of a declared name is adopted as `adoption` decides
-//!   -> report    outcomes -> the status summary, Events as data, when to look again
-//!   -> status    the summary -> kstatus conditions and counts
+//! cache       watches fill the caches and say what changed; pipeline::triggers says which
+//!             policies a change concerns (the managed kinds are watched in protobuf)
+//!   -> pipeline::validate   what the CRD's rules cannot check; the writer's dry run of what the
+//!                           policy builds, judged by validate::dry_run_verdict
+//!   -> pipeline::plan       select (which namespaces, which policy wins each kind) -> build (the
+//!                           desired objects) -> shared_quotas (the parts of shared budgets, sized
+//!                           by the allocator) -> hand-over -> diff (the writes; none when converged)
+//!   -> controller::writer   executes the writes and says what it found; the one module that
+//!                           writes (objects, status, finalizer, Events, dry runs), fenced by
+//!                           leadership (controller::leader, whose Lease is the only other write)
+//!   -> pipeline::outcome    what the writer found means: adopt (pipeline::adoption), not owned,
+//!                           retry, failure
+//!   -> pipeline::report     outcomes -> the status summary, Events as data, when to look again
+//!   -> pipeline::status     the summary -> kstatus conditions and counts
 //! ```
 //!
-//! All of them (and `triggers`, `cache::protobuf`) but `cache::watch`, `cache::protobuf_watch`,
-//! `apply` and `controller` (which sequences the steps:
-//! `controller::reconcile`) are pure, and unit-tested without a client. `cli` holds the
-//! `plan` and `audit` commands.
+//! `model` is the vocabulary every step speaks and imports no step. `pipeline` is pure and
+//! unit-tested without a client; `controller::reconcile` only sequences the steps. `cli` holds
+//! `tenantry plan` (the same `pipeline::plan` against a read of the cluster) and `tenantry
+//! audit`. `hack/module-cycles.py` (part of `make lint`) keeps the graph of modules acyclic and
+//! the pure modules away from the writer, the controller and the API client.
 
-pub mod adoption;
-pub mod allocator;
 pub mod api;
-pub mod apply;
 pub mod cache;
 pub mod cli;
 pub mod controller;
 pub mod crd;
-pub mod diff;
-pub mod fingerprint;
-pub mod leader;
-pub mod message;
-pub mod metrics;
-pub mod pod_resources;
-pub mod quantity;
-pub mod report;
-pub mod resources;
-pub mod select;
-pub mod shared_quotas;
-pub mod status;
-pub mod triggers;
-pub mod validate;
+pub mod model;
+pub mod pipeline;

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tenantry::cli::{self, Output};
-use tenantry::controller::{self, Settings, WatchEncoding};
-use tenantry::leader::{self, Elector, Leadership};
-use tenantry::metrics::{self, Metrics};
+use tenantry::controller::leader::{self, Elector, Leadership};
+use tenantry::controller::metrics::{self, Metrics};
+use tenantry::controller::{self, RunSettings, WatchEncoding};
 use tracing_subscriber::EnvFilter;
 
 /// Tenantry governs namespaces from git: LimitRanges, ResourceQuotas, PodDisruptionBudgets and
@@ -222,7 +222,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let instance = std::env::var("POD_NAME")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok());
-    let settings = Settings {
+    let settings = RunSettings {
         policy_selector: args.policy_selector,
         write_concurrency: args.write_concurrency,
         reconcile_concurrency: args.reconcile_concurrency,
@@ -241,7 +241,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     let elector = Elector::new(
         client.clone(),
-        leader::Settings {
+        leader::LeaseSettings {
             namespace: election.leader_election_namespace,
             lease_name: election.leader_election_id,
             identity,

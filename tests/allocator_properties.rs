@@ -22,7 +22,8 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use tenantry::allocator::{self, Amounts, Memory, Milli, Part, Write};
+use tenantry::model::quantity::{Amounts, Milli};
+use tenantry::pipeline::allocator::{self, Memory, Part, Write};
 
 const RESOURCES: [&str; 2] = ["pods", "requests.cpu"];
 /// Rounds the model runs after the random steps to reach the fixed point.

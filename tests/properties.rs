@@ -7,10 +7,13 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use tenantry::api::{DeletionPolicy, TenantPolicySpec};
-use tenantry::diff::{self, Action};
-use tenantry::quantity;
-use tenantry::resources::{Live, Owner, managed_labels};
-use tenantry::select::{self, Candidate, NamespaceInfo};
+use tenantry::model::action::Action;
+use tenantry::model::key::Owner;
+use tenantry::model::namespace::NamespaceInfo;
+use tenantry::model::object::{Live, managed_labels};
+use tenantry::model::quantity;
+use tenantry::pipeline::diff;
+use tenantry::pipeline::select::{self, Candidate};
 
 const RESOURCES: [&str; 3] = ["cpu", "memory", "ephemeral-storage"];
 const SUFFIXES: [&str; 10] = ["", "m", "k", "M", "G", "Ki", "Mi", "Gi", "u", "n"];
@@ -181,7 +184,7 @@ fn namespaces() -> Vec<NamespaceInfo<'static>> {
 }
 
 /// The objects as the API server would hold them after applying: same values, other spellings.
-fn as_stored(desired: &[tenantry::resources::Desired], owner: &Owner, choice: u8) -> Vec<Live> {
+fn as_stored(desired: &[tenantry::model::object::Desired], owner: &Owner, choice: u8) -> Vec<Live> {
     fn respell_all(v: &Value, choice: u8) -> Value {
         match v {
             Value::Object(m) => Value::Object(
@@ -208,9 +211,9 @@ fn as_stored(desired: &[tenantry::resources::Desired], owner: &Owner, choice: u8
             labels: managed_labels(&owner.name),
             owner_references: vec![owner.owner_reference()],
             spec: match d.key.kind {
-                tenantry::resources::Kind::PodDisruptionBudget => (*d.spec).clone(),
+                tenantry::model::kind::Kind::PodDisruptionBudget => (*d.spec).clone(),
                 // The API server fills in a class's defaults.
-                tenantry::resources::Kind::StorageClass => {
+                tenantry::model::kind::Kind::StorageClass => {
                     let mut stored = (*d.spec).clone();
                     stored["reclaimPolicy"] = stored
                         .get("reclaimPolicy")
@@ -239,7 +242,7 @@ proptest! {
         let assignment = select::assign(&me, &candidates, &namespaces(), &cluster_classes());
         let live = as_stored(&assignment.desired, &owner, choice);
         let nss = namespaces();
-        let handed = |key: &tenantry::resources::ObjectKey| select::handed_over("mine", key, &candidates, |ns| nss.iter().find(|n| n.name == ns).cloned(), &cluster_classes());
+        let handed = |key: &tenantry::model::key::ObjectKey| select::handed_over("mine", key, &candidates, |ns| nss.iter().find(|n| n.name == ns).cloned(), &cluster_classes());
         let plan = diff::compute(&owner, &assignment.desired, live.as_slice(), &handed, DeletionPolicy::Delete, &HashSet::new());
         prop_assert!(plan.actions.is_empty(), "{:?}", plan.actions);
         prop_assert_eq!(plan.converged.len(), assignment.desired.len());
@@ -262,7 +265,7 @@ proptest! {
         live.extend(as_stored(&select::assign(&candidates[0], &candidates, &namespaces(), &cluster_classes()).desired, &foreign, choice));
         let policy = if retain { DeletionPolicy::Retain } else { DeletionPolicy::Delete };
         let nss = namespaces();
-        let handed = |key: &tenantry::resources::ObjectKey| select::handed_over("mine", key, &candidates, |ns| nss.iter().find(|n| n.name == ns).cloned(), &cluster_classes());
+        let handed = |key: &tenantry::model::key::ObjectKey| select::handed_over("mine", key, &candidates, |ns| nss.iter().find(|n| n.name == ns).cloned(), &cluster_classes());
         let plan = diff::compute(&owner, &assignment.desired, live.as_slice(), &handed, policy, &HashSet::new());
         let wanted: BTreeSet<_> = assignment.desired.iter().map(|d| d.key.clone()).collect();
         for action in &plan.actions {
@@ -273,6 +276,9 @@ proptest! {
                 }
                 Action::Create { desired, .. } | Action::Apply { desired, .. } | Action::Replace { desired, .. } | Action::Recreate { desired, .. } => {
                     prop_assert!(wanted.contains(&desired.key));
+                }
+                Action::Inspect { .. } | Action::Adopt { .. } => {
+                    prop_assert!(false, "the diff plans no look or adoption: {:?}", action.key());
                 }
             }
         }

@@ -54,7 +54,7 @@ pub const SHARED_QUOTA_LABEL: &str = "tenantry.io/shared-quota";
 /// quota admission (whose cache may be behind the admission policy's) has seen it too.
 pub const ENFORCED_LABEL: &str = "tenantry.io/enforced";
 /// Every label Tenantry sets on what it writes; a new one belongs here. The caches keep only
-/// these of an object's labels (`cache::Cached`), and the diff compares what it sets against
+/// these of an object's labels (`cache::cached::Cached`), and the diff compares what it sets against
 /// them: one missing here reads as missing on every reconcile, and every reconcile re-applies
 /// the object (a no-op the API server does not version, visible only as requests).
 pub const TENANTRY_LABELS: [&str; 4] = [

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::resources::Kind;
+use crate::model::kind::Kind;
 
 /// The namespaced kinds Tenantry writes and watches (StorageClasses are few and compared in
 /// full from their own watch).

@@ -9,8 +9,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::allocator::{self, Amounts};
-use crate::quantity;
+use crate::pipeline::allocator;
+
+use crate::model::quantity;
+use crate::model::quantity::Amounts;
 
 /// How long a refused request is remembered: controllers retry with a growing backoff, so one
 /// report has to stand for a while; a stale one only keeps that much headroom in the namespace.

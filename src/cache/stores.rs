@@ -9,12 +9,16 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use std::sync::Arc;
 
+use super::Guarded;
+use super::cached::Cached;
+use super::namespace::CachedNamespace;
 use super::refusals::Refusals;
-use super::{Cached, CachedNamespace, Guarded};
-use crate::allocator::Amounts;
 use crate::api::{POLICY_LABEL, is_managed};
-use crate::diff::LiveIndex;
-use crate::resources::{Kind, Live, ManagedResource, ObjectKey, Owner, live_of_class};
+use crate::model::key::{ObjectKey, Owner};
+use crate::model::kind::Kind;
+use crate::model::live::LiveIndex;
+use crate::model::object::{Live, ManagedResource, live_of_class};
+use crate::model::quantity::Amounts;
 
 #[derive(Clone)]
 pub struct Stores {
@@ -83,7 +87,7 @@ impl LiveIndex for Stores {
     fn refused(&self, key: &ObjectKey) -> Amounts {
         let used = (self.quota_status(key))
             .and_then(|s| serde_json::from_value(s.get("used")?.clone()).ok())
-            .and_then(|u| crate::allocator::amounts(&u).ok())
+            .and_then(|u| crate::pipeline::allocator::amounts(&u).ok())
             .unwrap_or_default();
         let now = std::time::Instant::now();
         self.refusals.pending(&key.namespace, &key.name, &used, now)

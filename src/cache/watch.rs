@@ -2,7 +2,7 @@
 //! ([`changes`]), so that a resync or a status update costs no reconcile.
 //!
 //! - policies (by the controller's `--policy-selector`) and namespaces (metadata only): a change
-//!   triggers the policies it concerns ([`Targets`], [`crate::triggers`]);
+//!   triggers the policies it concerns ([`Targets`], [`crate::pipeline::triggers`]);
 //! - managed LimitRanges, ResourceQuotas and PDBs (by Tenantry's label): a change triggers the
 //!   policy named in the object's label;
 //! - every StorageClass (few): a class appearing or going changes every allow-list quota.
@@ -25,13 +25,16 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::cached::{Cached, worth_a_reconcile};
+use super::namespace::CachedNamespace;
 use super::own_writes::OwnWrites;
 use super::refusals::Refusals;
-use super::{Cached, CachedNamespace, Compact, Guarded, summarise, worth_a_reconcile};
-use crate::fingerprint::fingerprint;
-use crate::resources::{ManagedResource, spec_fingerprint, storage_class};
-use crate::select::NamespaceInfo;
-use crate::triggers::{self, Footprint};
+use super::{Compact, Guarded, summarise};
+use crate::model::fingerprint::fingerprint;
+use crate::model::namespace::NamespaceInfo;
+use crate::model::normalize;
+use crate::model::object::{ManagedResource, spec_fingerprint};
+use crate::pipeline::triggers::{self, Footprint};
 
 /// Whether every registered watch has finished its first list. Tracked here rather than with
 /// `Store::wait_until_ready`, whose one-shot channel wakes only the last of several waiters.
@@ -240,10 +243,10 @@ pub fn storage_classes(
         watcher::Config::default(),
     )
     .default_backoff()
-    .modify(|c: &mut StorageClass| crate::resources::strip_metadata(&mut c.metadata))
+    .modify(|c: &mut StorageClass| crate::model::object::strip_metadata(&mut c.metadata))
     .reflect(writer);
     let print = |c: &StorageClass| {
-        let spec = storage_class::normalize(&storage_class::spec_of(c));
+        let spec = normalize::storage_class(&normalize::class_fields(c));
         worth_a_reconcile(
             spec_fingerprint(&spec),
             c.metadata.labels.as_ref().unwrap_or(&Default::default()),
@@ -276,7 +279,7 @@ pub fn trigger_all<K>(
 type SeenNamespace = (Arc<BTreeMap<String, String>>, bool);
 
 /// Turns namespace and policy changes into reconciles of the policies they concern
-/// ([`crate::triggers`]), remembering what each namespace and policy was when last seen.
+/// ([`crate::pipeline::triggers`]), remembering what each namespace and policy was when last seen.
 pub struct Targets {
     /// Policies by name, as last seen by the policy watch (the only writer).
     footprints: Mutex<BTreeMap<String, Footprint>>,
@@ -353,10 +356,12 @@ impl Targets {
         if matches!(change, Change::Listed(_)) {
             return;
         }
-        let before = before.as_ref().map(|(labels, terminating)| NamespaceInfo {
-            name: Cow::Borrowed(&ns.name),
-            labels: Cow::Borrowed(labels.as_ref()),
-            terminating: *terminating,
+        let before = (before.as_ref()).map(|(labels, terminating)| {
+            NamespaceInfo::new(
+                ns.name.as_ref(),
+                Cow::Borrowed(labels.as_ref()),
+                *terminating,
+            )
         });
         let after = (!matches!(change, Change::Deleted(_))).then(|| ns.info());
         let concerned = {

@@ -4,7 +4,6 @@
 //! [`run`] reads the files and the cluster, has the API server dry-run the policies and what they
 //! build (through the writer), and prints.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,15 +13,22 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Output;
-use crate::adoption::{self, Decision, Existing};
 use crate::api::{AdoptionPolicy, SHARED_QUOTA_LABEL, TenantPolicy};
-use crate::apply::Writer;
-use crate::diff::{self, Action, LiveIndex};
-use crate::leader::Leadership;
-use crate::metrics::Metrics;
-use crate::resources::{Kind, Live, ObjectKey, Owner};
-use crate::select::{self, Assignment, Candidate, NamespaceInfo};
-use crate::{shared_quotas, validate};
+use crate::controller::leader::Leadership;
+use crate::controller::metrics::Metrics;
+use crate::controller::writer::Writer;
+use crate::model::action::Action;
+use crate::model::key::{ObjectKey, Owner, owner_of};
+use crate::model::kind::Kind;
+use crate::model::live::LiveIndex;
+use crate::model::namespace::NamespaceInfo;
+use crate::model::object::{Desired, Live};
+use crate::pipeline::adoption::{self, Decision, Existing};
+use crate::pipeline::diff;
+use crate::pipeline::plan::{self, Plan};
+use crate::pipeline::select::Candidate;
+use crate::pipeline::shared_quotas;
+use crate::pipeline::validate::{self, InvalidSpec};
 
 /// One change to one object.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -92,46 +98,38 @@ impl LiveIndex for ClusterState<'_> {
     }
 }
 
-/// What `me` would hold, as the controller computes it: selection against `candidates`, then the
-/// parts of its shared budgets, sized by the allocator as a controller just started (no memory)
-/// would size them in its first run.
-fn desired_for(
-    me: &Candidate,
-    candidates: &[Candidate],
-    owner: &Owner,
-    cluster: &ClusterState,
-) -> Assignment {
-    let mut assignment = select::assign(me, candidates, &cluster.namespaces, &cluster.classes);
-    let mut memories = shared_quotas::Memories::default();
-    let now = std::time::Instant::now();
-    shared_quotas::add_parts(owner, me.spec, &mut assignment, cluster, &mut memories, now);
-    assignment
-}
-
-/// The changes `me` would make given `candidates` (the policies in force).
+/// The changes `me` would make given `candidates` (the policies in force), planned as the
+/// controller plans them, by a controller just started (no memory).
 fn changes_for(
     me: &Candidate,
     candidates: &[Candidate],
     owner: &Owner,
-    policy: &TenantPolicy,
     cluster: &ClusterState,
-) -> (Assignment, Vec<Change>) {
-    let assignment = desired_for(me, candidates, owner, cluster);
-    let namespace = |ns: &str| cluster.namespaces.iter().find(|n| n.name == ns).cloned();
-    let handed = |key: &ObjectKey| {
-        select::handed_over(me.name, key, candidates, namespace, &cluster.classes)
+) -> (Plan, Vec<Change>) {
+    let namespace = |ns: &str| {
+        let found = cluster.namespaces.iter().find(|n| n.name == ns);
+        found.map(|n| n.clone().into_owned())
     };
-    let actions = diff::compute(
+    let view = plan::Cluster {
+        namespaces: &cluster.namespaces,
+        namespace: &namespace,
+        classes: &cluster.classes,
+        live: cluster,
+    };
+    let mut memories = shared_quotas::BudgetMemories::default();
+    let now = std::time::Instant::now();
+    let mut plan = plan::plan(
+        me,
+        candidates,
         owner,
-        &assignment.desired,
-        cluster,
-        &handed,
-        policy.spec.deletion_policy,
+        &view,
+        &mut memories,
         &HashSet::new(),
-    )
-    .actions;
-    let changes = changes_of(&actions, cluster, owner, policy.spec.adoption_policy);
-    (assignment, changes)
+        now,
+    );
+    let actions = std::mem::take(&mut plan.diff.actions);
+    let changes = changes_of(&actions, cluster, owner, me.spec.adoption_policy);
+    (plan, changes)
 }
 
 fn as_candidates(set: &[(String, TenantPolicy)]) -> Vec<Candidate<'_>> {
@@ -140,19 +138,17 @@ fn as_candidates(set: &[(String, TenantPolicy)]) -> Vec<Candidate<'_>> {
         .collect()
 }
 
-fn owner_of(policy: &TenantPolicy, live_uid: Option<&str>) -> Owner {
-    Owner {
-        name: policy.metadata.name.clone().unwrap_or_default(),
-        uid: live_uid
-            .map(str::to_owned)
-            .unwrap_or_else(|| "(not yet created)".into()),
-    }
+/// The owner of a planned policy: its uid is the one the cluster's policy of that name has.
+fn planned_owner(policy: &TenantPolicy, live_uid: Option<String>) -> Owner {
+    let mut policy = policy.clone();
+    policy.metadata.uid = live_uid;
+    owner_of(&policy)
 }
 
 /// A creation as it would turn out: a plain create, or, where an object of the name exists
 /// without Tenantry's labels, its adoption (with the spec patch, when it changes) or a refusal.
 fn creation(
-    desired: &crate::resources::Desired,
+    desired: &Desired,
     cluster: &ClusterState,
     owner: &Owner,
     adoption: AdoptionPolicy,
@@ -206,6 +202,8 @@ fn changes_of(
                     };
                     (verb, diff, from)
                 }
+                // Only the writer's answers give rise to these; the diff plans none.
+                Action::Inspect { .. } | Action::Adopt { .. } => ("adopt", None, None),
                 Action::Delete { .. } => ("delete", None, None),
                 Action::Release { .. } => ("release", None, None),
             };
@@ -224,24 +222,35 @@ fn changes_of(
     changes
 }
 
+/// Why a plan cannot be made.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    #[error("a TenantPolicy without metadata.name")]
+    Unnamed,
+    #[error("{policy}: {invalid}")]
+    Invalid {
+        policy: String,
+        invalid: Box<InvalidSpec>,
+    },
+}
+
 /// What applying `planned` would do: the planned policies' own changes, and the changes other
 /// policies in the cluster would then make (kinds they lose or win back). Fails with the field
 /// named when a planned policy is invalid.
 pub fn compute(
     planned: &[TenantPolicy],
     cluster: &ClusterState,
-) -> Result<Vec<PolicyPlan>, String> {
+) -> Result<Vec<PolicyPlan>, PlanError> {
     let planned_names: BTreeSet<String> = planned
         .iter()
         .filter_map(|p| p.metadata.name.clone())
         .collect();
     for p in planned {
-        let name = p
-            .metadata
-            .name
-            .clone()
-            .ok_or("a TenantPolicy without metadata.name")?;
-        validate::validate(&name, &p.spec).map_err(|e| format!("{name}: {e}"))?;
+        let name = p.metadata.name.clone().ok_or(PlanError::Unnamed)?;
+        validate::validate(&name, &p.spec).map_err(|invalid| PlanError::Invalid {
+            policy: name.clone(),
+            invalid: Box::new(invalid),
+        })?;
     }
     let alive = |p: &&TenantPolicy| p.metadata.deletion_timestamp.is_none();
     let before: Vec<&TenantPolicy> = cluster.policies.iter().filter(alive).collect();
@@ -274,15 +283,15 @@ pub fn compute(
             .find(|(n, _)| n == me.name)
             .expect("a candidate")
             .1;
-        let owner = owner_of(policy, uid(me.name).as_deref());
-        let (assignment, mut changes) = changes_for(me, &after_candidates, &owner, policy, cluster);
+        let owner = planned_owner(policy, uid(me.name));
+        let (assignment, mut changes) = changes_for(me, &after_candidates, &owner, cluster);
         let is_planned = planned_names.contains(me.name);
         if !is_planned {
             // Only what the planned policies cause: drop what this policy would do anyway.
             let unchanged = before_candidates
                 .iter()
                 .find(|c| c.name == me.name)
-                .map(|c| changes_for(c, &before_candidates, &owner, policy, cluster).1);
+                .map(|c| changes_for(c, &before_candidates, &owner, cluster).1);
             changes.retain(|c| !unchanged.as_ref().is_some_and(|u| u.contains(c)));
             if changes.is_empty() {
                 continue;
@@ -384,27 +393,27 @@ pub async fn read_cluster(client: &kube::Client) -> anyhow::Result<ClusterRead> 
         .list_metadata(&ListParams::default())
         .await?
         .items;
-    async fn managed<K: crate::resources::ManagedResource>(
+    async fn managed<K: crate::model::object::ManagedResource>(
         client: &kube::Client,
     ) -> anyhow::Result<Vec<K>> {
         let selector = ListParams::default().labels(crate::api::MANAGED_SELECTOR);
         Ok(Api::<K>::all(client.clone()).list(&selector).await?.items)
     }
     let quotas = managed::<ResourceQuota>(client).await?;
-    let mut live: Vec<Live> = quotas.iter().map(crate::resources::live_of).collect();
+    let mut live: Vec<Live> = quotas.iter().map(crate::model::object::live_of).collect();
     let quota_status = quotas
         .iter()
         .filter(|q| q.labels().contains_key(SHARED_QUOTA_LABEL))
         .map(|q| {
             let status = serde_json::to_value(&q.status).unwrap_or_default();
-            (crate::resources::live_of(q).key, status)
+            (crate::model::object::live_of(q).key, status)
         })
         .collect();
     for lr in managed::<LimitRange>(client).await? {
-        live.push(crate::resources::live_of(&lr));
+        live.push(crate::model::object::live_of(&lr));
     }
     for pdb in managed::<PodDisruptionBudget>(client).await? {
-        live.push(crate::resources::live_of(&pdb));
+        live.push(crate::model::object::live_of(&pdb));
     }
     let classes = Api::<k8s_openapi::api::storage::v1::StorageClass>::all(client.clone())
         .list(&ListParams::default())
@@ -413,7 +422,7 @@ pub async fn read_cluster(client: &kube::Client) -> anyhow::Result<ClusterRead> 
     live.extend(
         classes
             .iter()
-            .map(crate::resources::live_of_class)
+            .map(crate::model::object::live_of_class)
             .filter(Live::is_tenantry_managed),
     );
     let names = classes
@@ -435,7 +444,9 @@ async fn read_unmanaged(
     client: &kube::Client,
     planned: &[TenantPolicy],
 ) -> anyhow::Result<Vec<Existing>> {
-    use crate::resources::{Kind, ManagedResource, live_of, live_of_class, templates};
+    use crate::model::kind::Kind;
+    use crate::model::object::{ManagedResource, live_of, live_of_class};
+    use crate::pipeline::build::templates;
     use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
     use k8s_openapi::api::policy::v1::PodDisruptionBudget;
     use k8s_openapi::api::storage::v1::StorageClass;
@@ -546,21 +557,17 @@ pub async fn run(files: &[PathBuf], output: Output) -> anyhow::Result<bool> {
     );
     // What the API server itself would refuse: the policy at admission (schema, CEL) ...
     for p in &planned {
+        let name = p.metadata.name.clone().unwrap_or_default();
         writer
             .dry_run_policy(p)
             .await
-            .map_err(|e| anyhow::anyhow!(e))?;
+            .map_err(|e| anyhow::anyhow!("the API server would reject TenantPolicy {name}: {e}"))?;
     }
     let read = read_cluster(&client).await?;
-    let no_labels = BTreeMap::new();
     let namespaces: Vec<NamespaceInfo> = read
         .namespaces
         .iter()
-        .map(|ns| NamespaceInfo {
-            name: Cow::Borrowed(ns.metadata.name.as_deref().unwrap_or_default()),
-            labels: Cow::Borrowed(ns.metadata.labels.as_ref().unwrap_or(&no_labels)),
-            terminating: ns.metadata.deletion_timestamp.is_some(),
-        })
+        .map(|ns| NamespaceInfo::of_meta(&ns.metadata))
         .collect();
     let unmanaged = read_unmanaged(&client, &planned).await?;
     let cluster = ClusterState {
@@ -571,7 +578,7 @@ pub async fn run(files: &[PathBuf], output: Output) -> anyhow::Result<bool> {
         classes: read.classes,
         unmanaged,
     };
-    let plans = compute(&planned, &cluster).map_err(|e| anyhow::anyhow!(e))?;
+    let plans = compute(&planned, &cluster)?;
     // ... and each object the planned policies would build.
     for p in &planned {
         dry_run_objects(&writer, p, &cluster).await?;
@@ -588,25 +595,24 @@ async fn dry_run_objects(
     cluster: &ClusterState<'_>,
 ) -> anyhow::Result<()> {
     let name = policy.metadata.name.clone().unwrap_or_default();
-    let templates = crate::resources::templates(
+    let templates = crate::pipeline::build::templates(
         &policy.spec,
         &cluster.classes,
-        crate::apply::DRY_RUN_NAMESPACE,
+        crate::controller::writer::DRY_RUN_NAMESPACE,
     );
-    let owner = Owner {
-        name: name.clone(),
-        uid: "00000000-0000-0000-0000-000000000000".into(),
-    };
-    writer
-        .dry_run(&owner, &templates)
-        .await
-        .map_err(|e| anyhow::anyhow!("TenantPolicy {name}: {e}"))
+    let owner = owner_of(policy);
+    for desired in validate::dry_run_objects(templates) {
+        let answer = writer.dry_run(&owner, &desired).await;
+        validate::dry_run_verdict(&desired, &answer)
+            .map_err(|e| anyhow::anyhow!("TenantPolicy {name}: {e}"))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::managed_labels;
+    use crate::model::object::managed_labels;
     use serde_json::json;
 
     fn policy(name: &str, uid: &str, spec: Value) -> TenantPolicy {

@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::api::TenantPolicyStatus;
-use crate::apply::{NOT_OWNED_RECHECK, NotOwned};
-use crate::report::{Next, Reported};
-use crate::shared_quotas;
-use crate::status;
+use crate::pipeline::outcome::{NOT_OWNED_RECHECK, NotOwned};
+use crate::pipeline::report::{self, Facts, Report};
+use crate::pipeline::report::{Next, Reported};
+use crate::pipeline::shared_quotas;
+use crate::pipeline::status;
 
 /// Periodic safety resync of a converged policy (changes are watch-driven; this is a backstop).
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -24,13 +25,13 @@ pub struct PolicyMemory {
     validated: Mutex<Option<i64>>,
     /// Fingerprints of the keys seen converged, at that generation.
     converged: Mutex<(Option<i64>, HashSet<u64>)>,
-    /// Objects found to exist without Tenantry's labels (the writer rechecks them slowly).
-    pub not_owned: NotOwned,
+    /// Objects found to exist without Tenantry's labels (rechecked slowly).
+    not_owned: Mutex<NotOwned>,
     reported: Mutex<Reported>,
     /// Consecutive reconciles that failed or left transient failures: the retry backs off.
     failures_in_a_row: AtomicU32,
     /// The allocator's memory of each shared budget.
-    budgets: Mutex<shared_quotas::Memories>,
+    budgets: Mutex<shared_quotas::BudgetMemories>,
 }
 
 impl PolicyMemory {
@@ -69,8 +70,21 @@ impl PolicyMemory {
     }
 
     /// The allocator's memories of the shared budgets, for `f` to read and update.
-    pub fn budgets<T>(&self, f: impl FnOnce(&mut shared_quotas::Memories) -> T) -> T {
+    pub fn budgets<T>(&self, f: impl FnOnce(&mut shared_quotas::BudgetMemories) -> T) -> T {
         f(&mut self.budgets.lock().expect("not poisoned"))
+    }
+
+    /// The objects found not owned, for `f` to read and update.
+    pub fn not_owned<T>(&self, f: impl FnOnce(&mut NotOwned) -> T) -> T {
+        f(&mut self.not_owned.lock().expect("not poisoned"))
+    }
+
+    /// The report of a reconcile's facts (against what Events said so far), remembering the
+    /// keys it found converged at this generation.
+    pub fn report(&self, generation: Option<i64>, facts: Facts) -> Report {
+        let mut report = self.reported(|reported| report::report(facts, reported));
+        self.remember_converged(generation, std::mem::take(&mut report.converged));
+        report
     }
 
     /// What Events have said so far, for `f` to read and update.
@@ -101,9 +115,9 @@ impl PolicyMemory {
 
 /// Every policy's memory, by policy name.
 #[derive(Default)]
-pub struct Memories(Mutex<HashMap<String, Arc<PolicyMemory>>>);
+pub struct PolicyMemories(Mutex<HashMap<String, Arc<PolicyMemory>>>);
 
-impl Memories {
+impl PolicyMemories {
     pub fn of(&self, policy: &str) -> Arc<PolicyMemory> {
         self.0
             .lock()

@@ -1,8 +1,11 @@
 //! The controller: wiring the watches (`cache::watch`) to the reconcile (`reconcile.rs`, the
 //! pipeline), with what it remembers per policy (`memory.rs`) and the one writer.
 
+pub mod leader;
 mod memory;
+pub mod metrics;
 pub mod reconcile;
+pub mod writer;
 
 use std::sync::Arc;
 
@@ -10,7 +13,7 @@ use futures::{StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, PartialObjectMeta};
-use kube::runtime::controller::{Action as Requeue, Config as ControllerConfig, Controller};
+use kube::runtime::controller::{self, Config as ControllerConfig, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher};
@@ -20,16 +23,18 @@ use tracing::{info, warn};
 
 use crate::api::MANAGED_SELECTOR;
 use crate::api::SharedQuotaStatus;
-use crate::apply::Writer;
+use crate::cache::cached::Cached;
 use crate::cache::own_writes::OwnWrites;
+use crate::cache::protobuf::Watchable;
 use crate::cache::protobuf_watch;
 use crate::cache::refusals::Refusals;
 use crate::cache::watch::{self, CachesGone, Synced, Targets};
-use crate::cache::{Cached, Guarded, Stores};
-use crate::leader::Leadership;
-use crate::metrics::{ErrorLabels, KindLabels, Metrics, SharedQuotaLabels};
-use crate::resources::{Kind, ManagedResource};
-pub use memory::{Memories, PolicyMemory, RESYNC};
+use crate::cache::{Guarded, Stores};
+use crate::controller::leader::Leadership;
+use crate::controller::metrics::{ErrorLabels, KindLabels, Metrics, SharedQuotaLabels};
+use crate::controller::writer::Writer;
+use crate::model::kind::Kind;
+pub use memory::{PolicyMemories, PolicyMemory, RESYNC};
 pub use reconcile::reconcile;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +62,7 @@ impl Error {
 
 /// What the controller runs with.
 #[derive(Clone, Debug)]
-pub struct Settings {
+pub struct RunSettings {
     /// Only policies matching this label selector are handled (sharding, canaries, tests).
     pub policy_selector: Option<String>,
     /// Writes in flight at once within one reconcile.
@@ -77,7 +82,7 @@ pub struct Context {
     pub writer: Writer,
     pub metrics: Arc<Metrics>,
     pub synced: Arc<Synced>,
-    pub memory: Memories,
+    pub memory: PolicyMemories,
 }
 
 impl Context {
@@ -105,7 +110,7 @@ impl Context {
                         quota: budget.name.clone(),
                         resource: resource.clone(),
                     };
-                    let milli = crate::quantity::milli(&quantity.0).unwrap_or(0);
+                    let milli = crate::model::quantity::milli(&quantity.0).unwrap_or(0);
                     family.get_or_create(&labels).set(milli as f64 / 1000.0);
                 }
             }
@@ -124,7 +129,7 @@ impl Context {
     }
 }
 
-pub fn error_policy(policy: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Requeue {
+pub fn error_policy(policy: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> controller::Action {
     warn!(policy = %policy.name_any(), %error, "reconcile failed");
     ctx.metrics
         .reconcile_errors
@@ -132,13 +137,13 @@ pub fn error_policy(policy: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> R
             reason: error.metric_label().into(),
         })
         .inc();
-    Requeue::requeue(ctx.memory.of(&policy.name_any()).backoff())
+    controller::Action::requeue(ctx.memory.of(&policy.name_any()).backoff())
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C.
 pub async fn run(
     client: Client,
-    settings: Settings,
+    settings: RunSettings,
     metrics: Arc<Metrics>,
     leadership: Arc<Leadership>,
 ) -> anyhow::Result<()> {
@@ -220,7 +225,7 @@ pub async fn run(
         writer,
         metrics: metrics.clone(),
         synced: synced.clone(),
-        memory: Memories::default(),
+        memory: PolicyMemories::default(),
     });
     tokio::spawn(async move {
         if synced.wait().await.is_ok() {
@@ -280,7 +285,7 @@ struct ManagedWatches<'a> {
 impl ManagedWatches<'_> {
     /// The watch of one managed kind (by Tenantry's label), cached compactly.
     #[allow(clippy::type_complexity)]
-    fn watch<K: ManagedResource>(
+    fn watch<K: Watchable>(
         &self,
         listed: impl FnMut() + Send + 'static,
     ) -> (

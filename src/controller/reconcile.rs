@@ -1,34 +1,43 @@
-//! The reconcile of one policy, as a pipeline: validate -> select -> dry-run gate -> diff ->
-//! write -> report -> Events and status -> requeue. Each step is a pure function or one call
-//! to the writer; this file only sequences them.
+//! The reconcile of one policy, as a pipeline: validate and dry-run gate -> plan (select, shared
+//! parts, hand-over, diff: [`crate::pipeline::plan`]) -> write (the writer executes, the pure
+//! [`crate::pipeline::outcome`] judges what it found) -> report -> Events and status -> requeue.
+//! Each step is a pure function or calls to the writer; this file only sequences them.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::runtime::controller::Action as Requeue;
+use kube::runtime::controller;
 use kube::runtime::finalizer::Event as FinalizerEvent;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::{Context, Error, PolicyMemory};
-use crate::api::{DeletionPolicy, TenantPolicy};
-use crate::apply::{DRY_RUN_NAMESPACE, NotOwned, Outcome, Taking};
+use crate::api::{AdoptionPolicy, DeletionPolicy, TenantPolicy};
 use crate::cache::{Guarded, Stores};
-use crate::diff::{self, LiveIndex};
-use crate::report::{self, EventNote, Facts, Severity};
-use crate::resources::{ObjectKey, Owner, templates};
-use crate::select::{self, Assignment, Candidate, NamespaceInfo};
-use crate::shared_quotas;
-use crate::status::{self, Summary};
-use crate::validate;
+use crate::controller::writer::DRY_RUN_NAMESPACE;
+use crate::model::action::{Action, Outcome};
+use crate::model::event::{EventNote, Severity};
+use crate::model::key::{Owner, owner_of};
+use crate::model::live::LiveIndex;
+use crate::model::namespace::NamespaceInfo;
+use crate::pipeline::build::templates;
+use crate::pipeline::diff;
+use crate::pipeline::outcome::{self, Judging, NotOwned};
+use crate::pipeline::plan::{self, Cluster, Plan};
+use crate::pipeline::report::Facts;
+use crate::pipeline::select::Candidate;
+use crate::pipeline::status::{self, Summary};
+use crate::pipeline::validate::{self, InvalidSpec};
 
 /// How long a reconcile waits for the caches to show the writes made before it started.
 const OWN_WRITES_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-pub async fn reconcile(guard: Arc<Guarded>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+pub async fn reconcile(
+    guard: Arc<Guarded>,
+    ctx: Arc<Context>,
+) -> Result<controller::Action, Error> {
     ctx.synced.wait().await?;
     let woken = Instant::now();
     // Plans read the caches: without this, one started just after another policy's (or its own)
@@ -70,61 +79,22 @@ pub async fn reconcile(guard: Arc<Guarded>, ctx: Arc<Context>) -> Result<Requeue
 }
 
 /// The pipeline for a live policy.
-async fn apply_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeue, Error> {
+async fn apply_policy(
+    policy: Arc<TenantPolicy>,
+    ctx: &Context,
+) -> Result<controller::Action, Error> {
     let owner = owner_of(&policy);
     let memory = ctx.memory.of(&owner.name);
-    let generation = policy.meta().generation;
-    if let Err(problem) = validate::validate(&owner.name, &policy.spec) {
-        return stall_invalid(&policy, ctx, problem).await;
+    if let Err(invalid) = check_spec(&policy, &owner, ctx, &memory).await {
+        return stall_invalid(&policy, ctx, invalid.to_string()).await;
     }
-    let mut assignment = select_for(&policy, &ctx.stores);
-    let budgets = memory.budgets(|memories| {
-        let (live, now) = (&ctx.stores, Instant::now());
-        shared_quotas::add_parts(&owner, &policy.spec, &mut assignment, live, memories, now)
-    });
-    if let Err(problem) = dry_run_gate(&policy, &owner, ctx, &memory).await {
-        return stall_invalid(&policy, ctx, problem).await;
-    }
-    let diff = diff::compute(
-        &owner,
-        &assignment.desired,
-        &ctx.stores,
-        &handover(&policy, &ctx.stores.policies.state(), &ctx.stores),
-        policy.spec.deletion_policy,
-        &memory.known_converged(generation),
-    );
-    // The actions hold what they need of it: free it before the writes (4 objects a namespace).
-    assignment.desired = Vec::new();
-    let (planned, writes) = (Instant::now(), diff.actions.len());
-    let outcomes = ctx
-        .writer
-        .execute(&owner, diff.actions, taking(&policy, &memory.not_owned))
-        .await;
-    tracing::debug!(
-        policy = %owner.name,
-        selected = assignment.selected.len(),
-        writes,
-        retries = outcomes.iter().filter(|o| matches!(o, Outcome::Retry(_))).count(),
-        writes_ms = planned.elapsed().as_millis() as u64,
-        "written"
-    );
-    let facts = Facts {
-        generation,
-        selected: std::mem::take(&mut assignment.selected),
-        shadowed: assignment.shadowed,
-        shadowed_classes: assignment.shadowed_classes,
-        declared_classes: declared_classes(&policy),
-        converged: diff.converged,
-        waiting: diff.waiting,
-        outcomes: &outcomes,
-        budgets: budgets.states,
-        budgets_settled: budgets.settled,
-    };
-    let recheck_in = budgets.recheck_in;
-    memory.budgets(|m| m.written(budgets.planned, &outcomes, Instant::now()));
-    let mut report = memory.reported(|reported| report::report(facts, reported));
-    drop(outcomes);
-    memory.remember_converged(generation, std::mem::take(&mut report.converged));
+    let mut plan = plan_policy(&policy, &owner, &ctx.stores, &memory);
+    let actions = std::mem::take(&mut plan.diff.actions);
+    let outcomes = write(ctx, &owner, &policy, &memory, actions).await;
+    let planned = std::mem::take(&mut plan.budgets.planned);
+    memory.budgets(|m| m.written(planned, &outcomes, Instant::now()));
+    let recheck_in = plan.budgets.recheck_in;
+    let report = memory.report(policy.meta().generation, facts(&policy, plan, &outcomes));
     ctx.count_drift(&report.drift_corrected);
     ctx.count_budgets(&owner.name, &report.summary.shared_quotas);
     publish(ctx, &policy, &report.events).await;
@@ -133,60 +103,146 @@ async fn apply_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeu
     }
     let delay = memory.delay(report.next, report.transient_failures);
     // A resize held while a part settles is due sooner than the usual "soon".
-    Ok(Requeue::requeue(recheck_in.map_or(delay, |r| delay.min(r))))
+    Ok(controller::Action::requeue(
+        recheck_in.map_or(delay, |r| delay.min(r)),
+    ))
+}
+
+/// What the CRD's rules cannot check, then the API server's dry run of what the policy builds.
+async fn check_spec(
+    policy: &TenantPolicy,
+    owner: &Owner,
+    ctx: &Context,
+    memory: &PolicyMemory,
+) -> Result<(), InvalidSpec> {
+    validate::validate(&owner.name, &policy.spec)?;
+    dry_run_gate(policy, owner, ctx, memory).await
+}
+
+/// What the report is made of: the plan (its actions executed) and what became of them.
+fn facts<'o>(policy: &TenantPolicy, plan: Plan, outcomes: &'o [Outcome]) -> Facts<'o> {
+    Facts {
+        generation: policy.meta().generation,
+        selected: plan.selected,
+        shadowed: plan.shadowed,
+        shadowed_classes: plan.shadowed_classes,
+        declared_classes: declared_classes(policy),
+        converged: plan.diff.converged,
+        waiting: plan.diff.waiting,
+        outcomes,
+        budgets: plan.budgets.states,
+        budgets_settled: plan.budgets.settled,
+    }
 }
 
 /// Whatever the API server would refuse in the objects the policy builds, found before any
-/// namespace is touched, whether or not one is selected: once per generation.
+/// namespace is touched, whether or not one is selected: once per generation, one object of
+/// each declared item, stopping at the first refusal.
 async fn dry_run_gate(
     policy: &TenantPolicy,
     owner: &Owner,
     ctx: &Context,
     memory: &PolicyMemory,
-) -> Result<(), String> {
+) -> Result<(), InvalidSpec> {
     let generation = policy.meta().generation;
     if !memory.is_validated(generation, policy.status.as_ref()) {
         let classes = ctx.stores.cluster_classes();
         let templates = templates(&policy.spec, &classes, DRY_RUN_NAMESPACE);
-        ctx.writer.dry_run(owner, &templates).await?;
+        for desired in validate::dry_run_objects(templates) {
+            let answer = ctx.writer.dry_run(owner, &desired).await;
+            validate::dry_run_verdict(&desired, &answer)?;
+        }
         memory.mark_validated(generation);
     }
     memory.reported(|r| r.spec_valid());
     Ok(())
 }
 
-/// Which namespaces the policy selects and what it wins in each, against every other live
-/// policy in the cache.
-fn select_for(policy: &TenantPolicy, stores: &Stores) -> Assignment {
+/// What the policy should write, planned from the caches against every other live policy.
+fn plan_policy(
+    policy: &TenantPolicy,
+    owner: &Owner,
+    stores: &Stores,
+    memory: &PolicyMemory,
+) -> Plan {
     let all = stores.policies.state();
     let candidates = candidates_with(policy, &all);
     let me = candidates.last().expect("this policy was just added");
     let snapshot = stores.namespaces.state();
     let namespaces: Vec<NamespaceInfo> = snapshot.iter().map(|ns| ns.info()).collect();
-    select::assign(me, &candidates, &namespaces, &stores.cluster_classes())
+    let namespace = |name: &str| {
+        let ns = stores.namespaces.get(&ObjectRef::new(name))?;
+        Some(ns.info().into_owned())
+    };
+    let classes = stores.cluster_classes();
+    let cluster = Cluster {
+        namespaces: &namespaces,
+        namespace: &namespace,
+        classes: &classes,
+        live: stores,
+    };
+    let known_converged = memory.known_converged(policy.meta().generation);
+    memory.budgets(|budgets| {
+        let now = Instant::now();
+        plan::plan(
+            me,
+            &candidates,
+            owner,
+            &cluster,
+            budgets,
+            &known_converged,
+            now,
+        )
+    })
 }
 
-/// Whether an object the policy holds and no longer wants is the winner's to take in place
-/// ([`select::handed_over`]); the candidates are built at the first such object.
-fn handover<'p>(
-    policy: &'p TenantPolicy,
-    all: &'p [Arc<Guarded>],
-    stores: &'p Stores,
-) -> impl Fn(&ObjectKey) -> bool + 'p {
-    let classes = stores.cluster_classes();
-    let candidates = std::cell::OnceCell::new();
-    move |key: &ObjectKey| {
-        let candidates = candidates.get_or_init(|| candidates_with(policy, all));
-        let namespace = |ns: &str| {
-            let ns = stores.namespaces.get(&ObjectRef::new(ns))?;
-            Some(NamespaceInfo {
-                name: Cow::Owned(ns.name.to_string()),
-                labels: Cow::Owned(ns.labels.as_ref().clone()),
-                terminating: ns.terminating,
-            })
-        };
-        let name = policy.meta().name.as_deref().unwrap_or_default();
-        select::handed_over(name, key, candidates, namespace, &classes)
+/// How many times the writer is asked in one reconcile: the actions, then what its answers call
+/// for (an adoption patch after a creation found the name taken; the creation after a look at
+/// an object once found not owned found it gone), then once more for a race between them.
+const WRITE_ROUNDS: usize = 3;
+
+/// Executes the actions and says what became of each: the writer executes, [`outcome`] judges
+/// what it found (and remembers objects found not owned), follow-ups are executed in turn.
+async fn write(
+    ctx: &Context,
+    owner: &Owner,
+    policy: &TenantPolicy,
+    memory: &PolicyMemory,
+    actions: Vec<Action>,
+) -> Vec<Outcome> {
+    let (adoption, started) = (policy.spec.adoption_policy, Instant::now());
+    let (mut pending, mut outcomes) =
+        memory.not_owned(|m| outcome::recall(actions, &judging(adoption, owner, m)));
+    for _ in 0..WRITE_ROUNDS {
+        if pending.is_empty() {
+            break;
+        }
+        let executed = ctx.writer.execute(owner, pending).await;
+        let (settled, follow_ups) =
+            memory.not_owned(|m| outcome::settle(executed, &mut judging(adoption, owner, m)));
+        outcomes.extend(settled);
+        pending = follow_ups;
+    }
+    outcomes.extend(outcome::give_up(pending));
+    tracing::debug!(
+        policy = %owner.name,
+        retries = outcomes.iter().filter(|o| matches!(o, Outcome::Retry(_))).count(),
+        writes_ms = started.elapsed().as_millis() as u64,
+        "written"
+    );
+    outcomes
+}
+
+fn judging<'m>(
+    adoption: AdoptionPolicy,
+    owner: &'m Owner,
+    memory: &'m mut NotOwned,
+) -> Judging<'m> {
+    Judging {
+        adoption,
+        owner,
+        memory,
+        now: Instant::now(),
     }
 }
 
@@ -201,14 +257,6 @@ fn candidates_with<'a>(policy: &'a TenantPolicy, all: &'a [Arc<Guarded>]) -> Vec
         .collect();
     candidates.push(Candidate::new(name, &policy.spec).expect("validated"));
     candidates
-}
-
-/// How the writer treats existing objects of declared names that Tenantry does not own.
-fn taking<'a>(policy: &TenantPolicy, memory: &'a NotOwned) -> Taking<'a> {
-    Taking {
-        adoption: policy.spec.adoption_policy,
-        memory,
-    }
 }
 
 fn declared_classes(policy: &TenantPolicy) -> Vec<String> {
@@ -233,7 +281,7 @@ async fn unreadable(
     guard: &Guarded,
     invalid: &kube::core::error_boundary::InvalidObject,
     ctx: &Context,
-) -> Result<Requeue, Error> {
+) -> Result<controller::Action, Error> {
     let name = guard.name_any();
     let problem = format!(
         "the stored policy cannot be read by this version of Tenantry: {}",
@@ -254,7 +302,7 @@ async fn unreadable(
             .await
             .map_err(Error::Status)?;
     }
-    Ok(Requeue::await_change())
+    Ok(controller::Action::await_change())
 }
 
 /// The spec cannot be applied: say so (status Stalled/InvalidSpec, one Warning Event per distinct
@@ -263,7 +311,7 @@ async fn stall_invalid(
     policy: &TenantPolicy,
     ctx: &Context,
     problem: String,
-) -> Result<Requeue, Error> {
+) -> Result<controller::Action, Error> {
     if ctx
         .memory
         .of(&policy.name_any())
@@ -278,7 +326,7 @@ async fn stall_invalid(
         ..Default::default()
     };
     write_status(policy, &summary, ctx).await?;
-    Ok(Requeue::await_change())
+    Ok(controller::Action::await_change())
 }
 
 fn now() -> Time {
@@ -303,17 +351,17 @@ async fn write_status(
 
 /// The policy is being deleted: Retain releases every object it owns; Delete leaves them to the
 /// garbage collector (they carry its controller ownerReference).
-async fn cleanup_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requeue, Error> {
+async fn cleanup_policy(
+    policy: Arc<TenantPolicy>,
+    ctx: &Context,
+) -> Result<controller::Action, Error> {
     let owner = owner_of(&policy);
     let owned = ctx.stores.labelled_for(&owner.name, &|_, _, _| true).len();
     let note = match policy.spec.deletion_policy {
         DeletionPolicy::Retain => {
             let actions = diff::release_all(&owner, &ctx.stores);
             let memory = ctx.memory.of(&owner.name);
-            let outcomes = ctx
-                .writer
-                .execute(&owner, actions, taking(&policy, &memory.not_owned))
-                .await;
+            let outcomes = write(ctx, &owner, &policy, &memory, actions).await;
             let left = outcomes
                 .iter()
                 .filter(|o| !matches!(o, Outcome::Released(_)))
@@ -341,12 +389,5 @@ async fn cleanup_policy(policy: Arc<TenantPolicy>, ctx: &Context) -> Result<Requ
     .await;
     ctx.memory.forget(&owner.name);
     info!(policy = %owner.name, "policy cleaned up");
-    Ok(Requeue::await_change())
-}
-
-pub fn owner_of(policy: &TenantPolicy) -> Owner {
-    Owner {
-        name: policy.name_any(),
-        uid: policy.uid().unwrap_or_default(),
-    }
+    Ok(controller::Action::await_change())
 }

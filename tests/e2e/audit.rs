@@ -138,7 +138,7 @@ fn apply(object: &Value) {
 }
 
 fn quantity_of(v: &Value) -> i128 {
-    tenantry::quantity::stored_value(v.as_str().unwrap_or("0"))
+    tenantry::model::quantity::stored_value(v.as_str().unwrap_or("0"))
         .unwrap()
         .0
 }
@@ -255,7 +255,7 @@ async fn audit_judges_new_pods_as_the_api_server_does() {
             let row = audit(&name)["namespaces"][0].clone();
             let same = ["cpu", "memory"].iter().all(|r| {
                 used.get(&format!("requests.{r}"))
-                    .map(|q| tenantry::quantity::stored_value(&q.0).unwrap().0)
+                    .map(|q| tenantry::model::quantity::stored_value(&q.0).unwrap().0)
                     == Some(quantity_of(&row["requests"][r]))
             });
             (same && row["pods"] == 8).then_some(())

@@ -208,7 +208,7 @@ async fn parts_of(client: &kube::Client, policy: &str) -> BTreeMap<String, [Opti
     ));
     let pods = |map: Option<&BTreeMap<String, Quantity>>| {
         map.and_then(|m| m.get("pods"))
-            .and_then(|q| tenantry::quantity::milli(&q.0))
+            .and_then(|q| tenantry::model::quantity::milli(&q.0))
     };
     Api::<ResourceQuota>::all(client.clone())
         .list(&params)

@@ -12,8 +12,9 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher::{self, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
+use tenantry::cache::protobuf::Watchable;
 use tenantry::cache::protobuf_watch;
-use tenantry::resources::ManagedResource;
+use tenantry::model::object::ManagedResource;
 
 use crate::harness::{TestNamespace, client, eventually, unique_name};
 
@@ -60,7 +61,7 @@ fn record<K: ManagedResource>(
 }
 
 /// Both watchers of kind `K` on `selector`: (protobuf's, JSON's), once both have listed.
-async fn side_by_side<K: ManagedResource>(
+async fn side_by_side<K: Watchable>(
     client: &Client,
     selector: &str,
 ) -> [(Seen, tokio::task::JoinHandle<()>); 2] {

@@ -12,7 +12,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tenantry::api::{POLICY_LABEL, SHARED_QUOTA_LABEL};
-use tenantry::quantity;
+use tenantry::model::quantity;
 
 use crate::harness::{
     DEADLINE, Operator, TestNamespace, TestPolicy, client, eventually, eventually_within, kubectl,

@@ -780,7 +780,7 @@ async fn a_policy_selecting_no_namespace_is_still_judged_by_the_api_servers_dry_
 async fn quantity_comparison_agrees_with_the_api_servers_canonical_form() {
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use kube::api::PostParams;
-    use tenantry::quantity;
+    use tenantry::model::quantity;
 
     let client = client().await;
     let ns = TestNamespace::create(&client, "e2e-quantities").await;
