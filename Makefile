@@ -40,8 +40,10 @@ cluster-status:
 test:
 	bash hack/test.sh
 
+# The controller's unit and property tests, and the benchmark's and testkit's own (the workspace;
+# plain `cargo test` covers only tenantry).
 test-unit:
-	cargo test --locked
+	cargo test --locked --workspace
 
 test-e2e:
 	cargo test --locked --features e2e --test e2e -- --test-threads 8
@@ -49,16 +51,19 @@ test-e2e:
 test-faults:
 	bash hack/test-faults.sh
 
+# The whole workspace: tenantry (with its e2e feature, the only feature there is), bench/, testkit/.
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --locked --all-targets --features e2e -- -D warnings
+	cargo clippy --locked --workspace --all-targets --all-features -- -D warnings
 	python3 hack/fn-lengths.py 120
+	python3 hack/module-cycles.py src
 
 demo:
 	bash hack/demo.sh
 
-# Benchmark, each N on a fresh control plane of its own; BENCH_N=1000,3000 by default, BENCH_FLEET=10000
-# adds the fleet shape. Exits non-zero when a target is missed.
+# Benchmark (bench/, package tenantry-bench), each N on a fresh control plane of its own;
+# BENCH_N=1000,3000 by default, BENCH_FLEET=10000 adds the fleet shape. Exits non-zero when a
+# target is missed.
 bench:
 	bash hack/bench.sh $(BENCH_N) $(BENCH_ARGS)
 	bash hack/bench-shared.sh $(BENCH_SHARED_N) $(BENCH_SHARED_ARGS)

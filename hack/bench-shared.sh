@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The shared-quota case of `make bench` (src/bin/tenantry-bench-shared.rs): one budget over N
+# The shared-quota case of `make bench` (bench/src/shared.rs): one budget over N
 # namespaces on a fresh local control plane of its own (.tenantry-bench-shared, removed
 # afterwards). Usage: hack/bench-shared.sh N [tenantry-bench-shared options]
 set -euo pipefail
@@ -9,7 +9,9 @@ n=${1:-1000}
 shift || true
 export TENANTRY_STATE=$repo/.tenantry-bench-shared
 trap 'bash hack/cluster.sh down' EXIT
-cargo build --locked --release --bins
+# The controller and the benchmark's two binaries (package tenantry-bench, bench/), all in
+# target/release/.
+cargo build --locked --release -p tenantry -p tenantry-bench
 bash hack/cluster.sh down >/dev/null 2>&1 || true
 export KUBECONFIG=$(bash hack/cluster.sh up)
 kubectl=$TENANTRY_STATE/bin/kubectl

@@ -13,7 +13,9 @@ counts=${1:-1000,3000}
 shift || true
 export TENANTRY_STATE=$repo/.tenantry-bench
 trap 'bash hack/cluster.sh down' EXIT
-cargo build --locked --release --bins
+# The controller and the benchmark's two binaries (package tenantry-bench, bench/), all in
+# target/release/.
+cargo build --locked --release -p tenantry -p tenantry-bench
 mkdir -p target/bench
 results=()
 # The control plane's Go processes collect garbage less often than by default (GOGC=400, capped

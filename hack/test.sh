@@ -23,7 +23,8 @@ export KUBECONFIG=$kubeconfig TENANTRY_KUBECONFIG=$kubeconfig
 export PATH=$TENANTRY_STATE/bin:$PATH
 
 echo "== unit tests"
-cargo test --locked
+# The workspace: tenantry's unit and property tests, and the benchmark's and testkit's own.
+cargo test --locked --workspace
 echo "== end-to-end tests against $(kubectl version -o json | python3 -c 'import json,sys; print("Kubernetes", json.load(sys.stdin)["serverVersion"]["gitVersion"])') at $kubeconfig"
 # E2E tests mostly wait on the API server; each runs its own operator process, so run many at once.
 cargo test --locked --features e2e --test e2e -- --test-threads 8

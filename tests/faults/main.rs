@@ -3,22 +3,19 @@
 //! refused for a while. Each case checks the final state exactly and prints how long recovery
 //! took. Run one at a time: the faults hit the whole control plane.
 
-#[path = "../e2e/harness.rs"]
-#[allow(dead_code)]
-mod harness;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, ResourceQuota};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tenantry::api::{POLICY_LABEL, TenantPolicy};
 
-use harness::{
-    Canary, Operator, TestPolicy, api_state, client, eventually, kubectl_ok, repo_root, unique_name,
+use tenantry_testkit::{
+    Canary, Existing, Operator, TestPolicy, api_state, client, create_namespaces, eventually,
+    kubectl_ok, kubectl_with_input, labels, repo_root, unique_name,
 };
 
 const FAULT_LABEL: &str = "faults.tenantry.io/run";
@@ -48,17 +45,13 @@ fn restart(component: &str, how: &str) {
     assert!(status.success(), "restarting {component} failed");
 }
 
-/// `count` namespaces labelled for one run.
+/// `count` namespaces labelled for one run, created one after the other.
 async fn namespaces(client: &Client, run: &str, count: usize) -> Vec<String> {
-    let api: Api<Namespace> = Api::all(client.clone());
     let names: Vec<String> = (0..count).map(|i| format!("{run}-{i}")).collect();
-    for name in &names {
-        let ns: Namespace = serde_json::from_value(
-            json!({"metadata": {"name": name, "labels": {FAULT_LABEL: run}}}),
-        )
+    let label = |_| labels(&[(FAULT_LABEL, run)]);
+    create_namespaces(client, &names, label, 1, Existing::Fail)
+        .await
         .unwrap();
-        api.create(&PostParams::default(), &ns).await.unwrap();
-    }
     names
 }
 
@@ -389,7 +382,7 @@ async fn refused_writes_are_reported_and_retried_with_backoff_until_allowed(clie
     let binding = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
         "metadata": {"name": "faults-refuse-limitranges"}, "spec": {"policyName": "faults-refuse-limitranges", "validationActions": ["Deny"]}});
     for object in [&refusal, &binding] {
-        let out = harness::kubectl_with_input(
+        let out = kubectl_with_input(
             &["apply", "--server-side", "-f", "-"],
             Some(&object.to_string()),
         );
