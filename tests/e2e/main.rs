@@ -8,6 +8,7 @@ mod health;
 mod install;
 mod plan;
 mod protobuf_watch;
+mod quantities;
 mod security;
 mod shared_quotas;
 mod smoke;
