@@ -17,14 +17,55 @@ pub const QUANTITY_PATTERN: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([
 /// Longest quantity accepted (`-9223372036854775807m` is 21 characters).
 pub const QUANTITY_MAX_LENGTH: usize = 32;
 
-/// CEL on one quantity (an int-or-string): at least zero. A malformed one is left to the pattern.
+/// CEL on one quantity (an int-or-string): one the API server parses. The pattern Kubernetes
+/// publishes is looser than its parser (it accepts `1e1.5`); CEL's `isQuantity` is the parser
+/// itself (`resource.ParseQuantity`), so what passes here is what the built object can hold.
+pub const QUANTITY_RULE: &str = "isQuantity(string(self))";
+
+/// CEL on one quantity (an int-or-string): at least zero. A malformed one is left to
+/// [`QUANTITY_RULE`].
 pub const NON_NEGATIVE_RULE: &str =
     "!isQuantity(string(self)) || quantity(string(self)).compareTo(quantity('0')) >= 0";
+
+/// The operators of a label selector requirement and of a quota's scope selector requirement.
+pub const SELECTOR_OPERATORS: [&str; 4] = ["In", "NotIn", "Exists", "DoesNotExist"];
+
+/// CEL on a selector requirement: values for In and NotIn, none for Exists and DoesNotExist
+/// (as apimachinery's ValidateLabelSelectorRequirement and core's scope selector validation).
+pub const VALUES_RULE: &str = "self.operator in ['In', 'NotIn'] ? \
+     (has(self.values) && size(self.values) > 0) : (!has(self.values) || size(self.values) == 0)";
+
+/// CEL on a quota's scope selector requirement: the scopes that select by presence only take
+/// Exists and DoesNotExist.
+pub const SCOPE_OPERATOR_RULE: &str = "!(self.scopeName in ['Terminating', 'NotTerminating', \
+     'BestEffort', 'NotBestEffort', 'CrossNamespacePodAffinity']) || \
+     self.operator in ['Exists', 'DoesNotExist']";
+
+/// The scopes a quota's scope selector may name (core/v1 ResourceQuotaScope).
+pub const QUOTA_SCOPES: [&str; 7] = [
+    "Terminating",
+    "NotTerminating",
+    "BestEffort",
+    "NotBestEffort",
+    "PriorityClass",
+    "CrossNamespacePodAffinity",
+    "VolumeAttributesClass",
+];
+
+/// CEL on a map of quantities by resource name (quota caps, LimitRange bounds): every key a
+/// qualified name, as the API server requires of resource names (`cpu`, `requests.memory`,
+/// `count/deployments.apps`, `nvidia.com/gpu`).
+pub const RESOURCE_NAMES_RULE: &str = "self.all(k, size(k) <= 316 && \
+     k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$'))";
+
+/// Bound on the keys of a selector's matchLabels, so the CEL rule over them has a bounded cost.
+pub const MAX_MATCH_LABELS: usize = 64;
 
 /// The TenantPolicy CRD.
 pub fn crd() -> CustomResourceDefinition {
     let mut value = serde_json::to_value(TenantPolicy::crd()).expect("the CRD always serializes");
     tighten_quantities(&mut value, true);
+    tighten_selectors(&mut value);
     serde_json::from_value(value).expect("still a CRD")
 }
 
@@ -41,6 +82,17 @@ pub fn crd_yaml() -> String {
 fn tighten_quantities(value: &mut Value, non_negative: bool) {
     match value {
         Value::Object(map) => {
+            let holds_quantities = map.get("additionalProperties").is_some_and(|v| {
+                v.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true))
+                    && (v.get("description").and_then(Value::as_str))
+                        .is_some_and(|d| d.starts_with("Quantity is a fixed-point"))
+            });
+            if holds_quantities && non_negative {
+                map.insert(
+                    "x-kubernetes-validations".into(),
+                    json!([{"rule": RESOURCE_NAMES_RULE, "message": "every key must be a resource name (a qualified name, such as cpu, requests.memory or nvidia.com/gpu)"}]),
+                );
+            }
             let is_quantity = map.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true))
                 && map
                     .get("description")
@@ -60,12 +112,16 @@ fn tighten_quantities(value: &mut Value, non_negative: bool) {
                 map.insert("pattern".into(), json!(QUANTITY_PATTERN));
                 // Bounded so the API server's CEL cost estimate for rules over quantities fits.
                 map.insert("maxLength".into(), json!(QUANTITY_MAX_LENGTH));
-                // Every quantity a policy holds (LimitRange bounds and defaults, quota caps) is
-                // one the API server refuses below zero; refuse it at apply, naming the field.
+                // Every quantity a policy holds (LimitRange bounds and defaults, quota caps) must
+                // parse as the API server parses it, and is one it refuses below zero; refuse
+                // either at apply, naming the field.
                 if non_negative {
                     map.insert(
                         "x-kubernetes-validations".into(),
-                        json!([{"rule": NON_NEGATIVE_RULE, "message": "must not be negative"}]),
+                        json!([
+                            {"rule": QUANTITY_RULE, "message": "must be a quantity, such as 500m, 2, 100Mi or 1Gi"},
+                            {"rule": NON_NEGATIVE_RULE, "message": "must not be negative"},
+                        ]),
                     );
                 }
             }
@@ -76,6 +132,63 @@ fn tighten_quantities(value: &mut Value, non_negative: bool) {
         Value::Array(items) => items
             .iter_mut()
             .for_each(|v| tighten_quantities(v, non_negative)),
+        _ => {}
+    }
+}
+
+/// Label selectors and quota scope selectors as the API server judges them in the built
+/// objects: requirement operators from the four it knows, values for In and NotIn only, scope
+/// names it knows, no empty matchLabels key. Without these a policy with such a selector passes
+/// `kubectl apply` (a GitOps sync reports success) and is found only by the controller's dry run.
+fn tighten_selectors(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let fields: Vec<String> = (map.get("properties").and_then(Value::as_object))
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default();
+            let has = |field: &str| fields.iter().any(|f| f == field);
+            let is_requirement =
+                has("operator") && has("values") && (has("key") || has("scopeName"));
+            let is_selector = has("matchLabels") && has("matchExpressions");
+            if is_requirement {
+                let scoped = has("scopeName");
+                let props = map
+                    .get_mut("properties")
+                    .and_then(Value::as_object_mut)
+                    .expect("checked above");
+                props["operator"]["enum"] = json!(SELECTOR_OPERATORS);
+                if scoped {
+                    props["scopeName"]["enum"] = json!(QUOTA_SCOPES);
+                }
+                let mut rules = vec![json!({
+                    "rule": VALUES_RULE,
+                    "message": "values must be set for In and NotIn, and empty for Exists and DoesNotExist",
+                    "fieldPath": ".values",
+                })];
+                if scoped {
+                    rules.push(json!({
+                        "rule": SCOPE_OPERATOR_RULE,
+                        "message": "this scope takes only the operators Exists and DoesNotExist",
+                        "fieldPath": ".operator",
+                    }));
+                } else {
+                    props["key"]["minLength"] = json!(1);
+                }
+                map.insert("x-kubernetes-validations".into(), json!(rules));
+            }
+            if is_selector {
+                let labels = &mut map["properties"]["matchLabels"];
+                labels["maxProperties"] = json!(MAX_MATCH_LABELS);
+                labels["x-kubernetes-validations"] = json!([{
+                    "rule": "self.all(k, size(k) > 0)",
+                    "message": "a label key must not be empty",
+                }]);
+            }
+            for v in map.values_mut() {
+                tighten_selectors(v);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(tighten_selectors),
         _ => {}
     }
 }
