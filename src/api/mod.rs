@@ -527,6 +527,21 @@ pub struct SharedQuotaStatus {
     /// until usage falls below hard.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub over_budget: BTreeMap<String, Quantity>,
+    /// Requests refused that can never fit the budget (each alone exceeds all of it, as cpu: 100
+    /// where 100m was meant): they are given nothing, so they hold no headroom the other
+    /// namespaces need.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub too_large: Vec<TooLargeRequest>,
+}
+
+/// A request refused that can never fit a shared budget.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TooLargeRequest {
+    pub namespace: String,
+    pub resource: String,
+    /// The request refused (of one pod, as quota admission reported it).
+    pub request: Quantity,
 }
 
 /// State of one StorageClass the policy owns.

@@ -18,6 +18,20 @@ use crate::model::quantity::Amounts;
 /// report has to stand for a while; a stale one only keeps that much headroom in the namespace.
 pub const REMEMBERED_FOR: Duration = Duration::from_secs(120);
 
+/// The most (namespace, quota) pairs remembered. Only refusals against an existing shared part are
+/// recorded, so there are seldom more than there are parts; this holds whatever anyone creates.
+pub const MAX_REMEMBERED: usize = 4096;
+
+/// The controllers whose `FailedCreate` Events are believed: kube-controller-manager's, which
+/// create pods for workloads and repeat quota admission's words. An Event names its reporter in
+/// `reportingComponent` (or `source.component`); one from anyone else is ignored.
+pub const TRUSTED_REPORTERS: [&str; 4] = [
+    "replicaset-controller",
+    "statefulset-controller",
+    "job-controller",
+    "daemonset-controller",
+];
+
 /// One quota admission refusal: the request refused and the quota's use at that moment, for the
 /// resources it exceeded.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -32,11 +46,18 @@ pub struct Refusal {
 pub struct Refusals(Mutex<HashMap<(String, String), (Refusal, Instant)>>);
 
 impl Refusals {
-    pub fn record(&self, namespace: &str, quota: &str, refusal: Refusal, now: Instant) {
+    /// Records a refusal, forgetting those older than [`REMEMBERED_FOR`]; a new pair beyond
+    /// [`MAX_REMEMBERED`] is not recorded (false).
+    pub fn record(&self, namespace: &str, quota: &str, refusal: Refusal, now: Instant) -> bool {
         let mut map = self.0.lock().expect("not poisoned");
-        let entry = map
-            .entry((namespace.to_owned(), quota.to_owned()))
-            .or_insert_with(|| (Refusal::default(), now));
+        let key = (namespace.to_owned(), quota.to_owned());
+        if !map.contains_key(&key) && map.len() >= MAX_REMEMBERED {
+            map.retain(|_, (_, at)| now.saturating_duration_since(*at) <= REMEMBERED_FOR);
+            if map.len() >= MAX_REMEMBERED {
+                return false;
+            }
+        }
+        let entry = map.entry(key).or_insert_with(|| (Refusal::default(), now));
         if now.duration_since(entry.1) > REMEMBERED_FOR {
             entry.0 = Refusal::default();
         }
@@ -46,6 +67,22 @@ impl Refusals {
         }
         entry.0.used.extend(refusal.used);
         entry.1 = now;
+        true
+    }
+
+    /// Forgets the refusals older than [`REMEMBERED_FOR`] (they no longer count).
+    pub fn forget_old(&self, now: Instant) {
+        let mut map = self.0.lock().expect("not poisoned");
+        map.retain(|_, (_, at)| now.saturating_duration_since(*at) <= REMEMBERED_FOR);
+    }
+
+    /// How many (namespace, quota) pairs are remembered.
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("not poisoned").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// The largest request refused against this quota lately, for the resources whose use is
@@ -131,6 +168,28 @@ mod tests {
             parse("exceeded quota: q, requested: pods=lots, used: pods=1, limited: pods=1"),
             None
         );
+    }
+
+    #[test]
+    fn the_memory_is_bounded_whatever_is_reported_and_forgets_on_schedule() {
+        let refusals = Refusals::default();
+        let t0 = Instant::now();
+        let refusal = Refusal {
+            requested: cpu(100),
+            used: cpu(0),
+        };
+        for i in 0..MAX_REMEMBERED + 500 {
+            refusals.record("ns", &format!("forged-{i}"), refusal.clone(), t0);
+        }
+        assert_eq!(refusals.len(), MAX_REMEMBERED);
+        // A known pair is still updated at the bound.
+        assert!(refusals.record("ns", "forged-0", refusal.clone(), t0));
+        let later = t0 + REMEMBERED_FOR + Duration::from_secs(1);
+        // Once the old ones have expired, a new pair is taken again (and the old ones go).
+        assert!(refusals.record("ns", "real", refusal.clone(), later));
+        assert_eq!(refusals.len(), 1);
+        refusals.forget_old(later + REMEMBERED_FOR + Duration::from_secs(1));
+        assert!(refusals.is_empty());
     }
 
     #[test]

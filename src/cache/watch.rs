@@ -28,7 +28,7 @@ use tracing::warn;
 use super::cached::{Cached, worth_a_reconcile};
 use super::namespace::CachedNamespace;
 use super::own_writes::OwnWrites;
-use super::refusals::Refusals;
+use super::refusals::Refusal;
 use super::{Compact, Guarded, summarise};
 use crate::model::fingerprint::fingerprint;
 use crate::model::namespace::NamespaceInfo;
@@ -373,25 +373,34 @@ impl Targets {
     }
 }
 
-/// The quota refusals controllers report (`FailedCreate` Events), recorded in `refusals`; yields
-/// (namespace, quota) for each, so the policy holding that part can make it fit.
-pub fn refusals(
-    client: &Client,
-    refusals: Arc<Refusals>,
-) -> impl Stream<Item = (String, String)> + Send + 'static {
+/// One quota admission refusal a trusted controller reported: where, against which quota,
+/// what, and when it was last reported.
+pub struct Reported {
+    pub namespace: String,
+    pub quota: String,
+    pub refusal: Refusal,
+    pub at: Instant,
+}
+
+/// The quota refusals kube-controller-manager's workload controllers report (`FailedCreate`
+/// Events from [`super::refusals::TRUSTED_REPORTERS`]), for the caller to record against the
+/// shared part they name, if there is one.
+pub fn refusals(client: &Client) -> impl Stream<Item = Reported> + Send + 'static {
     let config = watcher::Config::default().fields("reason=FailedCreate");
     watcher(Api::<Event>::all(client.clone()), config)
         .default_backoff()
         .filter_map(move |event| {
             let seen = match event {
-                Ok(watcher::Event::Apply(e) | watcher::Event::InitApply(e)) => {
+                Ok(watcher::Event::Apply(e) | watcher::Event::InitApply(e)) if trusted(&e) => {
                     let namespace = e.namespace().unwrap_or_default();
                     // When it was last reported: a relist brings old Events too.
                     let at = reported_at(&e);
                     let refusal = e.message.as_deref().and_then(super::refusals::parse);
-                    at.zip(refusal).map(|(at, (quota, refusal))| {
-                        refusals.record(&namespace, &quota, refusal, at);
-                        (namespace, quota)
+                    at.zip(refusal).map(|(at, (quota, refusal))| Reported {
+                        namespace,
+                        quota,
+                        refusal,
+                        at,
                     })
                 }
                 Ok(_) => None,
@@ -402,6 +411,14 @@ pub fn refusals(
             };
             future::ready(seen)
         })
+}
+
+/// Reported by one of the controllers whose refusals are believed.
+fn trusted(event: &Event) -> bool {
+    let reporter = (event.reporting_component.as_deref())
+        .filter(|c| !c.is_empty())
+        .or(event.source.as_ref().and_then(|s| s.component.as_deref()));
+    reporter.is_some_and(|r| super::refusals::TRUSTED_REPORTERS.contains(&r))
 }
 
 /// The monotonic instant an Event was last reported at, by its own timestamps against the wall

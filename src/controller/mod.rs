@@ -5,6 +5,7 @@ pub mod leader;
 mod memory;
 pub mod metrics;
 pub mod reconcile;
+mod refusal_wakes;
 pub mod writer;
 
 use std::sync::Arc;
@@ -15,14 +16,13 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{self, Config as ControllerConfig, Controller};
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher::{self, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use crate::api::MANAGED_SELECTOR;
-use crate::api::SharedQuotaStatus;
+use crate::api::{MANAGED_SELECTOR, SharedQuotaStatus};
 use crate::cache::cached::Cached;
 use crate::cache::own_writes::OwnWrites;
 use crate::cache::protobuf::Watchable;
@@ -193,11 +193,7 @@ pub async fn run(
 
     // A refused request in a shared budget's part: the policy holding it makes it fit.
     let refusals = Arc::new(Refusals::default());
-    let quotas_for_refusals: Store<Cached<ResourceQuota>> = quotas.clone();
-    let refused = watch::refusals(&client, refusals.clone()).filter_map(move |(ns, quota)| {
-        let part = quotas_for_refusals.get(&ObjectRef::new(&quota).within(&ns));
-        future::ready(part.and_then(|q| q.policy().map(ObjectRef::new)))
-    });
+    let refused = refusal_wakes::stream(&client, quotas.clone(), refusals.clone());
     let stores = Stores {
         policies: policies.clone(),
         namespaces,

@@ -171,6 +171,10 @@ pub struct Usage {
     pub exhausted: Vec<String>,
     /// Resources used beyond the budget, by how much.
     pub over_budget: Amounts,
+    /// Requests refused that can never fit (each alone exceeds the whole budget, as `cpu: 100`
+    /// where `100m` was meant): given nothing, so one typo cannot
+    /// hold headroom the other namespaces need. (namespace, resource, request)
+    pub too_large: Vec<(String, String, Milli)>,
 }
 
 impl Usage {
@@ -183,6 +187,15 @@ impl Usage {
             namespaces: i32::try_from(self.namespaces).unwrap_or(i32::MAX),
             exhausted: self.exhausted.clone(),
             over_budget: quantities(&self.over_budget),
+            too_large: (self.too_large.iter())
+                .map(
+                    |(namespace, resource, request)| crate::api::TooLargeRequest {
+                        namespace: namespace.clone(),
+                        resource: resource.clone(),
+                        request: Quantity(quantity::format_milli(*request)),
+                    },
+                )
+                .collect(),
         }
     }
 }
@@ -362,7 +375,7 @@ fn plan(budget: &Amounts, parts: &[Part], observed: &Observed) -> Vec<Amounts> {
         let mut held_by_leavers = 0;
         for (i, part) in parts.iter().enumerate() {
             if part.selected {
-                lines.push(line(part, &observed.memory[i], resource, i));
+                lines.push(line(part, &observed.memory[i], resource, i, hard));
             } else {
                 let committed = committed_of(observed, i, part, resource);
                 held_by_leavers += committed.unwrap_or_else(|| spec_of(part, resource));
@@ -405,7 +418,13 @@ impl Line {
     }
 }
 
-fn line(part: &Part, mem: &PartMemory, resource: &str, index: usize) -> Line {
+/// Whether the request `part` was refused of `resource` can never fit a budget of `hard`: it
+/// alone is more than all of it (what the namespace uses now may still fall).
+fn too_large(part: &Part, resource: &str, hard: Milli) -> bool {
+    part.refused.get(resource).is_some_and(|&refused| refused > hard)
+}
+
+fn line(part: &Part, mem: &PartMemory, resource: &str, index: usize, hard: Milli) -> Line {
     let planned = mem
         .written
         .as_ref()
@@ -413,8 +432,12 @@ fn line(part: &Part, mem: &PartMemory, resource: &str, index: usize) -> Line {
         .copied()
         .unwrap_or_else(|| spec_of(part, resource));
     let used = used(part, resource);
-    // Nothing written yet (or forgotten): it may be asking.
-    let refused = part.refused.get(resource).copied().unwrap_or(0);
+    // Nothing written yet (or forgotten): it may be asking. A request that can never fit asks
+    // for nothing.
+    let refused = match too_large(part, resource, hard) {
+        true => 0,
+        false => part.refused.get(resource).copied().unwrap_or(0),
+    };
     let asking = mem.written.is_none()
         || used > mem.used_when_written.get(resource).copied().unwrap_or(0)
         || refused > planned - used;
@@ -841,6 +864,13 @@ fn usage(budget: &Amounts, parts: &[Part]) -> Usage {
         }
         if used > hard {
             report.over_budget.insert(resource.clone(), used - hard);
+        }
+        for part in parts
+            .iter()
+            .filter(|p| p.selected && too_large(p, resource, hard))
+        {
+            let request = part.refused[resource];
+            (report.too_large).push((part.namespace.clone(), resource.clone(), request));
         }
     }
     report

@@ -122,6 +122,16 @@ pub fn budget(state: &SharedQuotaStatus) -> String {
             state.exhausted.join(", ")
         ));
     }
+    if !state.too_large.is_empty() {
+        let requests: Vec<String> = (state.too_large.iter())
+            .map(|r| format!("{} {} in {}", r.resource, r.request.0, r.namespace))
+            .collect();
+        text.push_str(&format!(
+            "; shared quota {}: a request larger than the whole budget is given nothing: {}",
+            state.name,
+            requests.join(", ")
+        ));
+    }
     if !state.over_budget.is_empty() {
         let over: Vec<String> = state
             .over_budget

@@ -23,6 +23,8 @@ pub struct Reported {
     invalid: Option<String>,
     /// (budget, resource) pairs last reported exhausted.
     exhausted: BTreeSet<(String, String)>,
+    /// (budget, namespace, resource) requests last reported as never fitting.
+    too_large: BTreeSet<(String, String, String)>,
 }
 
 impl Reported {
@@ -312,6 +314,42 @@ fn exhausted_events(budgets: &[SharedQuotaStatus], reported: &mut Reported) -> V
     events
 }
 
+/// One Warning when a request that can never fit its budget is first seen (a typo such as
+/// `cpu: 100` for `100m`), naming it; not again while it stays.
+fn too_large_events(budgets: &[SharedQuotaStatus], reported: &mut Reported) -> Vec<EventNote> {
+    let now: BTreeSet<(String, String, String)> = (budgets.iter())
+        .flat_map(|b| {
+            (b.too_large.iter()).map(|r| (b.name.clone(), r.namespace.clone(), r.resource.clone()))
+        })
+        .collect();
+    let new: Vec<String> = (budgets.iter())
+        .flat_map(|b| b.too_large.iter().map(move |r| (b, r)))
+        .filter(|(b, r)| {
+            let key = (b.name.clone(), r.namespace.clone(), r.resource.clone());
+            !reported.too_large.contains(&key)
+        })
+        .map(|(b, r)| {
+            format!(
+                "{} {} of {} in {}",
+                r.resource, r.request.0, b.name, r.namespace
+            )
+        })
+        .collect();
+    reported.too_large = now;
+    if new.is_empty() {
+        return Vec::new();
+    }
+    let note = format!(
+        "a request is larger than its whole shared budget and is given nothing: {}",
+        listing(new)
+    );
+    vec![EventNote::new(
+        Severity::Warning,
+        "SharedQuotaRequestTooLarge",
+        note,
+    )]
+}
+
 /// The report of one reconcile; `reported` is what earlier Events said, updated here.
 pub fn report(facts: Facts, reported: &mut Reported) -> Report {
     let mut summary = Summary {
@@ -327,6 +365,7 @@ pub fn report(facts: Facts, reported: &mut Reported) -> Report {
     let mut events = write_events(&mut sorted);
     events.extend(news_events(&summary, reported));
     events.extend(exhausted_events(&summary.shared_quotas, reported));
+    events.extend(too_large_events(&summary.shared_quotas, reported));
     let drift_corrected = sorted.corrected.iter().map(|(k, _)| k.kind).collect();
     let transient_failures = summary.failures.iter().any(|f| !f.reason.is_terminal());
     let next = if sorted.retry || !summary.waiting.is_empty() || !facts.budgets_settled {

@@ -635,3 +635,59 @@ fn the_report_sums_use_and_names_what_is_exhausted() {
         ])
     );
 }
+
+#[test]
+fn a_request_that_can_never_fit_is_named_and_leaves_the_others_their_room() {
+    // A 4 CPU budget over three namespaces; `typo` asked for `cpu: 100` where 100m was meant.
+    let cpu = |m: Milli| amounts(&[("requests.cpu", m)]);
+    let budget = cpu(4000);
+    let mut cluster = Cluster::with_namespaces(&["typo", "web", "idle"]);
+    // typo ran 2 CPU of pods; its rollout then replaced them with pods of the typo: the old
+    // ones are gone, every new one is refused.
+    cluster.part("typo").used = cpu(2000);
+    cluster.settle(&budget, 6);
+    cluster.part("typo").used = cpu(0);
+    cluster.part("typo").refused = cpu(100_000);
+    cluster.settle(&budget, 6);
+    let typo = cluster.hard("typo", "requests.cpu");
+    // web then asks for 6 pods of 500m (3 CPU) and is refused at each step until it has them.
+    for _ in 0..12 {
+        let headroom = cluster.headroom("web", "requests.cpu");
+        let used = cluster
+            .part("web")
+            .used
+            .get("requests.cpu")
+            .copied()
+            .unwrap_or(0);
+        if used >= 3000 {
+            break;
+        }
+        if headroom >= 500 {
+            cluster.part("web").used = cpu(used + 500);
+            cluster.part("web").refused = Amounts::new();
+        } else {
+            cluster.part("web").refused = cpu(500);
+        }
+        cluster.settle(&budget, 6);
+    }
+    assert_eq!(
+        cluster.part("web").used["requests.cpu"],
+        3000,
+        "web got its 6 pods"
+    );
+    assert!(
+        cluster.hard("typo", "requests.cpu") <= typo,
+        "the hopeless request was granted nothing"
+    );
+    let parts: Vec<Part> = cluster.parts.values().cloned().collect();
+    let usage = allocate(&budget, &parts, &cluster.memory).usage;
+    assert_eq!(
+        usage.too_large,
+        [("typo".to_owned(), "requests.cpu".to_owned(), 100_000)]
+    );
+    let sum: Milli = ["typo", "web", "idle"]
+        .iter()
+        .map(|ns| cluster.hard(ns, "requests.cpu"))
+        .sum();
+    assert!(sum <= 4000, "{sum}");
+}
