@@ -107,20 +107,33 @@ fn claim(name: &str, class: Option<&str>) -> PersistentVolumeClaim {
 }
 
 /// Creates a claim; the API server's refusal message on failure.
+/// Creates a claim; the API server's answer. Quota admission answers 409 when its own update of
+/// the quota's usage lost a race with another writer of that quota (kube-controller-manager's
+/// recount) more often than it retries; a client tries again, and so does this, with a deadline:
+/// a refusal by the quota is a 403 and returned as it is.
 async fn create_claim(
     client: &Client,
     ns: &str,
     name: &str,
     class: Option<&str>,
 ) -> Result<(), String> {
-    Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &claim(name, class))
-        .await
-        .map(|_| ())
-        .map_err(|e| match e {
-            kube::Error::Api(s) => s.message,
-            other => other.to_string(),
-        })
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match claims
+            .create(&PostParams::default(), &claim(name, class))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s))
+                if s.reason == "Conflict" && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(kube::Error::Api(s)) => return Err(s.message),
+            Err(other) => return Err(other.to_string()),
+        }
+    }
 }
 
 /// Refused for a class capped at zero: by the quota itself, or (where config/admission is
