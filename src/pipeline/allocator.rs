@@ -421,7 +421,9 @@ impl Line {
 /// Whether the request `part` was refused of `resource` can never fit a budget of `hard`: it
 /// alone is more than all of it (what the namespace uses now may still fall).
 fn too_large(part: &Part, resource: &str, hard: Milli) -> bool {
-    part.refused.get(resource).is_some_and(|&refused| refused > hard)
+    part.refused
+        .get(resource)
+        .is_some_and(|&refused| refused > hard)
 }
 
 fn line(part: &Part, mem: &PartMemory, resource: &str, index: usize, hard: Milli) -> Line {
