@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager, kubectl (the client matching the server),
-# the kstatus checker and the GitOps checkers of hack/gitops (helm, flux-ssa) from the Go module
-# proxy into a cache outside the work tree, keyed by version: a second run finds them and returns in milliseconds.
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (the client matching
+# the server), KWOK (hack/kwok: the simulated nodes), the kstatus checker and the GitOps checkers of
+# hack/gitops (helm, flux-ssa) from the Go module proxy into a cache outside the work tree, keyed by
+# version: a second run finds them and returns in milliseconds.
 # Prints the directory holding the binaries on its last line of stdout. Progress goes to stderr.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,16 +23,19 @@ build_with_progress() { # <module dir> <output> <package> [ldflags]
   started=$(date +%s)
   total=$(cd "$dir" && go list -deps "$pkg" 2>/dev/null | wc -l)
   log "building $(basename "$out") ($total packages; cold builds take several minutes on 2 cores)"
+  # A temporary name of this run's own: two builds at once (two checkouts, or `make test` beside
+  # `make controlplane`) must not move each other's half-written output.
+  local tmp="$out.tmp.$$"
   (cd "$dir" && CGO_ENABLED=0 go build -v -trimpath -tags selinux,notest -ldflags "-s -w $ldflags" \
-      -o "$out.tmp" "$pkg" 2>&1) | while IFS= read -r line; do
+      -o "$tmp" "$pkg" 2>&1) | while IFS= read -r line; do
         case "$line" in
           *" "*) echo "$line" >&2 ;; # package paths have no spaces: anything else is a message
           *) n=$((n + 1)); if [ $((n % 100)) -eq 0 ]; then
                log "  $(basename "$out"): $n/$total packages compiled, $(( $(date +%s) - started ))s"; fi ;;
         esac
       done
-  [ "${PIPESTATUS[0]}" -eq 0 ] && [ -f "$out.tmp" ] || { log "build of $pkg failed"; return 1; }
-  mv "$out.tmp" "$out"
+  [ "${PIPESTATUS[0]}" -eq 0 ] && [ -f "$tmp" ] || { rm -f "$tmp"; log "build of $pkg failed"; return 1; }
+  mv "$tmp" "$out"
   log "built $(basename "$out") in $(( $(date +%s) - started ))s ($(du -h "$out" | cut -f1))"
 }
 
@@ -49,7 +53,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   k8s_ldflags+=" -X $pkg.gitVersion=v${KUBERNETES_VERSION} -X $pkg.gitMajor=1 -X $pkg.gitMinor=${k8s_minor}"
   k8s_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
-for component in kube-apiserver kube-controller-manager kubectl; do
+for component in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   if [ ! -x "$k8s_dir/$component" ]; then
     build_with_progress "$here/kubernetes" "$k8s_dir/$component" "k8s.io/kubernetes/cmd/$component" "$k8s_ldflags"
   fi
@@ -63,10 +67,22 @@ if [ ! -x "$kstatus_bin" ]; then
   build_with_progress "$here/../kstatus" "$kstatus_bin" . ""
 fi
 
+# KWOK (hack/kwok): the simulated nodes of the test cluster. Keyed by its version and dependencies.
+kwok_dir="$here/../kwok"
+kwok_version=$(cd "$kwok_dir" && go list -m -f '{{.Version}}' sigs.k8s.io/kwok)
+kwok_key=$(cat "$kwok_dir/go.mod" "$kwok_dir/go.sum" | sha256sum | cut -c1-12)
+kwok_bin="$cache_root/bin/kwok-$kwok_version-$kwok_key/kwok"
+if [ ! -x "$kwok_bin" ]; then
+  mkdir -p "$(dirname "$kwok_bin")"
+  build_with_progress "$kwok_dir" "$kwok_bin" sigs.k8s.io/kwok/cmd/kwok ""
+fi
+
 ln -sf "$etcd_dir/etcd" "$bin_dir/etcd"
+ln -sf "$kwok_bin" "$bin_dir/kwok"
 ln -sf "$kstatus_bin" "$bin_dir/kstatus"
 ln -sf "$k8s_dir/kube-apiserver" "$bin_dir/kube-apiserver"
 ln -sf "$k8s_dir/kube-controller-manager" "$bin_dir/kube-controller-manager"
+ln -sf "$k8s_dir/kube-scheduler" "$bin_dir/kube-scheduler"
 ln -sf "$k8s_dir/kubectl" "$bin_dir/kubectl"
 # helm and the Flux engine checker (hack/gitops/build.sh, sourced: same helpers and cache).
 # shellcheck source=../gitops/build.sh
