@@ -8,7 +8,8 @@
 //! - [`operator`]: a `tenantry run` process, started, read (metrics) and stopped;
 //! - [`snapshot`]: what the API server shows of Tenantry's writes (uid, resourceVersion,
 //!   managedFields), to prove that nothing was written;
-//! - [`fixtures`]: policies, storage classes and the canary the tests create and remove.
+//! - [`fixtures`]: policies, storage classes and the canary the tests create and remove;
+//! - [`own_plane`]: a control plane of a test's own, with simulated nodes if asked.
 //!
 //! Everything is also re-exported at the crate root, as the tests import it.
 
@@ -16,6 +17,7 @@ pub mod cluster;
 pub mod fixtures;
 pub mod namespaces;
 pub mod operator;
+pub mod own_plane;
 pub mod poll;
 pub mod snapshot;
 pub mod stats;
@@ -29,6 +31,7 @@ pub use fixtures::{
 };
 pub use namespaces::{Existing, TestNamespace, create_namespaces, labels, namespace, unique_name};
 pub use operator::{Launch, Operator, SHARD_LABEL, free_port, http_get, tenantry_binary};
+pub use own_plane::OwnControlPlane;
 pub use poll::{DEADLINE, eventually, eventually_within, poll, wait_for};
 pub use snapshot::{
     ApiState, api_state, changed, managed_kinds, managed_state, pdb_observed, quota_current,

@@ -6,6 +6,7 @@ mod gitops;
 mod harness;
 mod health;
 mod install;
+mod nodes;
 mod plan;
 mod protobuf_watch;
 mod quantities;

@@ -19,8 +19,7 @@
 //! other tests) the test prints what the window let through; nothing is promised there, so
 //! nothing is asserted of it.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,14 +29,14 @@ use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, ResourceQuota};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config, ResourceExt};
+use kube::{Client, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tenantry::api::{ENFORCED_LABEL, SHARED_QUOTA_LABEL};
 
 use crate::harness::{
-    Operator, TestNamespace, TestPolicy, client, eventually, repo_root, unique_name,
+    Operator, OwnControlPlane, TestNamespace, TestPolicy, client, eventually, repo_root,
+    unique_name,
 };
 use crate::install::state_dir;
 use crate::security::install_admission_policy;
@@ -478,67 +477,9 @@ fn report(what: &str, m: &Measured) {
     );
 }
 
-/// A control plane of the test's own (`hack/cluster.sh` with a state directory of its own), on
-/// loopback; stopped and removed when dropped.
-struct OwnControlPlane {
-    state: PathBuf,
-    kubeconfig: PathBuf,
-}
-
-impl OwnControlPlane {
-    fn up(name: &str) -> Self {
-        let state = repo_root().join("target/e2e-clusters").join(name);
-        let out = Command::new("bash")
-            .arg(repo_root().join("hack/cluster.sh"))
-            .arg("up")
-            .env("TENANTRY_STATE", &state)
-            .output()
-            .expect("hack/cluster.sh up");
-        let plane = Self {
-            kubeconfig: PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
-            state,
-        };
-        assert!(
-            out.status.success(),
-            "hack/cluster.sh up failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        plane
-    }
-
-    fn kubectl(&self, args: &[&str]) {
-        let out = Command::new(self.state.join("bin/kubectl"))
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .output()
-            .expect("kubectl");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "kubectl {args:?}: {stderr}");
-    }
-
-    async fn client(&self) -> Client {
-        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
-        let options = KubeConfigOptions::default();
-        let config = Config::from_custom_kubeconfig(kubeconfig, &options)
-            .await
-            .expect("kubeconfig valid");
-        Client::try_from(config).expect("client")
-    }
-}
-
-impl Drop for OwnControlPlane {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(repo_root().join("hack/cluster.sh"))
-            .arg("down")
-            .env("TENANTRY_STATE", &self.state)
-            .output();
-    }
-}
-
 #[tokio::test]
 async fn without_the_window_policy_what_a_namespace_joining_while_scaling_up_lets_through() {
-    let plane = OwnControlPlane::up(&unique_name("window"));
+    let plane = OwnControlPlane::up(&unique_name("window"), 0);
     let client = plane.client().await;
     let crd = repo_root().join(tenantry::crd::CRD_PATH);
     plane.kubectl(&["apply", "--server-side", "-f", crd.to_str().unwrap()]);
