@@ -285,7 +285,7 @@ impl Writer {
             },
             reason: event.reason.into(),
             note: Some(event.note.clone()),
-            action: event.reason.into(),
+            action: event.action(),
             secondary,
         };
         if let Err(e) = self.recorder.publish(&kube_event, regarding).await {

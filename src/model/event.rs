@@ -32,6 +32,15 @@ impl EventNote {
         }
     }
 
+    /// The Event's `action`: the reason and a digest of the note. kube-runtime's Recorder folds
+    /// Events of the same reason, action and objects into one series, keeping the first note:
+    /// with the note's digest in the action, identical notes still aggregate, and every distinct
+    /// one reaches `kubectl get events`.
+    pub fn action(&self) -> String {
+        let digest = crate::model::fingerprint::fingerprint(&self.note) as u32;
+        format!("{}-{digest:08x}", self.reason)
+    }
+
     /// About this object in particular (the Event's related object).
     pub fn about(mut self, key: Option<&ObjectKey>) -> Self {
         self.related = key.cloned();
@@ -50,4 +59,18 @@ pub fn truncate(mut text: String, max: usize) -> String {
         text.push_str("...");
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distinct_notes_have_distinct_actions_and_identical_ones_the_same() {
+        let note = |text: &str| EventNote::new(Severity::Normal, "Applied", text.to_owned());
+        let (a, b) = (note("created 2 objects: a, b"), note("created 1 object: c"));
+        assert_ne!(a.action(), b.action());
+        assert_eq!(a.action(), note("created 2 objects: a, b").action());
+        assert!(a.action().starts_with("Applied-") && a.action().len() <= 128);
+    }
 }

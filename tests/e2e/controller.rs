@@ -751,3 +751,34 @@ async fn a_namespace_moving_between_teams_keeps_its_quota_in_place() {
     let status = a.wait_ready(&client).await;
     assert_eq!(status.selected_namespaces, 0);
 }
+
+/// Two Applied Events about one policy with different notes (objects applied in one namespace,
+/// then in another) both reach `kubectl get events`: kube-runtime's Recorder would fold them
+/// into one series keeping the first note if their action were the same.
+#[tokio::test]
+async fn every_distinct_event_note_reaches_the_api_server() {
+    let client = client().await;
+    install_crd(&client).await;
+    let team = unique_name("notes");
+    let first = TestNamespace::create_labelled(&client, "e2e-notes-a", &[("notes", &team)]).await;
+    let operator = Operator::start(&unique_name("notes")).await;
+    let spec = json!({
+        "namespaceSelector": {"matchLabels": {"notes": team}},
+        "limitRanges": [defaults_limit_range("defaults")],
+    });
+    let policy = TestPolicy::create(&client, &operator, "notes", spec).await;
+    policy.wait_ready(&client).await;
+    let mentions = |notes: &[String], ns: &str| notes.iter().any(|n| n.contains(ns));
+    let first_ns = first.name.clone();
+    wait_event_notes(&client, &policy.name, "Applied", |n| mentions(n, &first_ns)).await;
+    let second = TestNamespace::create_labelled(&client, "e2e-notes-b", &[("notes", &team)]).await;
+    let second_ns = second.name.clone();
+    let notes = wait_event_notes(&client, &policy.name, "Applied", |n| {
+        mentions(n, &second_ns)
+    })
+    .await;
+    assert!(
+        mentions(&notes, &first.name) && mentions(&notes, &second.name),
+        "both notes kept: {notes:?}"
+    );
+}
