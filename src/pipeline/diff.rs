@@ -41,9 +41,14 @@ pub fn compute<L: LiveIndex + ?Sized>(
 ) -> Diff {
     let mut plan = Diff::default();
     for d in desired {
+        // A shared budget's part (extra labels) is resized by Tenantry itself at every
+        // rebalance, so only a change by another writer, or its deletion, is drift there.
+        let resized_by_tenantry = d.labels.is_some();
         let drift = |l: Option<&Live>| {
             let changed_by = l.and_then(|l| l.foreign_manager.clone());
-            (known_converged.contains(&d.key.fingerprint()) || changed_by.is_some()).then(|| {
+            let seen_converged = known_converged.contains(&d.key.fingerprint());
+            let changed = seen_converged && (l.is_none() || !resized_by_tenantry);
+            (changed || changed_by.is_some()).then(|| {
                 Box::new(Drift {
                     changed_by,
                     deleted: l.is_none(),
@@ -247,7 +252,9 @@ fn release_patch(l: &Live, owner: &Owner) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::SHARED_QUOTA_LABEL;
     use crate::model::object::managed_labels;
+    use std::collections::BTreeMap;
 
     fn owner() -> Owner {
         Owner {
@@ -444,6 +451,41 @@ mod tests {
                 deleted: true
             })
         );
+    }
+
+    #[test]
+    fn a_shared_part_resized_by_tenantry_is_no_drift_but_another_writers_change_is() {
+        let part = |hard: Value| {
+            let labels = BTreeMap::from([(SHARED_QUOTA_LABEL.to_owned(), "budget".to_owned())]);
+            desired("a", hard).with_labels(labels)
+        };
+        let mut live_part = live("a", json!({"pods": "5"}), &owner());
+        live_part
+            .labels
+            .insert(SHARED_QUOTA_LABEL.into(), "budget".into());
+        let known = HashSet::from([key("a").fingerprint()]);
+        let diff = |live: &[Live]| {
+            let wanted = [part(json!({"pods": "7"}))];
+            compute(
+                &owner(),
+                &wanted,
+                live,
+                &|_| false,
+                DeletionPolicy::Delete,
+                &known,
+            )
+        };
+        let p = diff(std::slice::from_ref(&live_part));
+        assert_eq!(p.actions.len(), 1);
+        assert_eq!(p.actions[0].drift(), None, "a rebalance, not drift");
+        live_part.foreign_manager = Some("kubectl-edit".into());
+        let p = diff(std::slice::from_ref(&live_part));
+        assert_eq!(
+            p.actions[0].drift().and_then(|d| d.changed_by.as_deref()),
+            Some("kubectl-edit")
+        );
+        let p = diff(&[]);
+        assert!(p.actions[0].drift().is_some_and(|d| d.deleted), "deleted");
     }
 
     #[test]
