@@ -33,6 +33,11 @@ pub struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyNameLabels {
+    pub policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SharedQuotaLabels {
     pub policy: String,
     pub quota: String,
@@ -51,6 +56,7 @@ pub struct Metrics {
     pub managed_objects: Family<KindLabels, Gauge>,
     pub drift_corrections: Family<KindLabels, Counter>,
     pub leader: Gauge,
+    pub admission_policy_installed: Family<PolicyNameLabels, Gauge>,
     pub shared_quota_hard: Family<SharedQuotaLabels, QuantityGauge>,
     pub shared_quota_used: Family<SharedQuotaLabels, QuantityGauge>,
     registry: Registry,
@@ -102,6 +108,14 @@ impl Default for Metrics {
             "1 while this instance holds the leader lease (or runs without election)",
             leader.clone(),
         );
+        let admission_policy_installed = Family::<PolicyNameLabels, Gauge>::default();
+        registry.register(
+            "admission_policy_installed",
+            "1 when Tenantry's ValidatingAdmissionPolicy of this name and its binding exist, 0 \
+             when either is missing (tamper protection or the shared-budget window is off), -1 \
+             when it cannot be read",
+            admission_policy_installed.clone(),
+        );
         let shared_quota_hard = Family::<SharedQuotaLabels, QuantityGauge>::default();
         registry.register(
             "shared_quota_hard",
@@ -116,6 +130,7 @@ impl Default for Metrics {
         );
         Self {
             leader,
+            admission_policy_installed,
             shared_quota_hard,
             shared_quota_used,
             reconciles,

@@ -1,6 +1,7 @@
 //! The controller: wiring the watches (`cache::watch`) to the reconcile (`reconcile.rs`, the
 //! pipeline), with what it remembers per policy (`memory.rs`) and the one writer.
 
+pub mod admission_check;
 pub mod leader;
 mod memory;
 pub mod metrics;
@@ -189,6 +190,11 @@ pub async fn run(
     let (storage_classes, class_driver) =
         watch::storage_classes(&client, synced.register(&all_tx), all_tx.clone());
     tokio::spawn(class_driver);
+    tokio::spawn(admission_check::every(
+        client.clone(),
+        metrics.clone(),
+        RESYNC,
+    ));
     drop(all_tx);
 
     // A refused request in a shared budget's part: the policy holding it makes it fit.

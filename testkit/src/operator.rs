@@ -129,6 +129,18 @@ impl Operator {
         Ok(operator)
     }
 
+    /// The values of a metric's series whose label text contains every `filter`; empty when it
+    /// has none (yet).
+    pub fn metric_values(&self, name: &str, filters: &[&str]) -> Vec<f64> {
+        let (_, body) = http_get(self.port, "/metrics").expect("metrics answer");
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .filter(|l| filters.iter().all(|f| l.contains(f)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .collect()
+    }
+
     /// The sum of a metric's series whose label text contains every `filter` (e.g. `verb="create"`).
     pub fn metric(&self, name: &str, filters: &[&str]) -> f64 {
         let (_, body) = http_get(self.port, "/metrics").expect("metrics answer");

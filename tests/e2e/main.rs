@@ -1,4 +1,5 @@
 //! End-to-end tests against the real local control plane (`make test` starts it).
+mod admission_presence;
 mod adoption;
 mod audit;
 mod controller;
