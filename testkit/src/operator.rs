@@ -143,13 +143,7 @@ impl Operator {
 
     /// The sum of a metric's series whose label text contains every `filter` (e.g. `verb="create"`).
     pub fn metric(&self, name: &str, filters: &[&str]) -> f64 {
-        let (_, body) = http_get(self.port, "/metrics").expect("metrics answer");
-        body.lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter(|l| l.split(['{', ' ']).next() == Some(name))
-            .filter(|l| filters.iter().all(|f| l.contains(f)))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        self.metric_values(name, filters).iter().sum()
     }
 
     /// Writes of managed objects and status (Events and the finalizer are not counted).
